@@ -1,0 +1,209 @@
+/**
+ * Errors of coldstream.
+ *
+ * Every error the library throws on purpose is a {@link ColdstreamError} with a stable string
+ * `code`. Subclasses exist only where callers branch on them, and each carries the values that
+ * explain it (stream and revisions, file and byte offset, lock owner…). Codes never change
+ * meaning between versions; messages may be reworded.
+ *
+ * Broken internal invariants are plain `AssertionError`s from `node:assert` and are not
+ * ColdstreamErrors: they mean a bug, not an operating condition.
+ */
+
+/** Every stable error code, with the subclass that carries it. */
+export const ErrorCode = {
+  /** Options passed to `EventStore.open` are invalid. {@link InvalidOptionsError} */
+  INVALID_OPTIONS: 'INVALID_OPTIONS',
+  /** An append's input is invalid; nothing was written. {@link ValidationError} */
+  VALIDATION: 'VALIDATION',
+  /** The stream's revision did not match the expected one. {@link WrongExpectedRevisionError} */
+  WRONG_EXPECTED_REVISION: 'WRONG_EXPECTED_REVISION',
+  /** Another process (or another open store in this process) holds the directory's lock. {@link StoreLockedError} */
+  STORE_LOCKED: 'STORE_LOCKED',
+  /** The store was closed. {@link StoreClosedError} */
+  STORE_CLOSED: 'STORE_CLOSED',
+  /** A write or fsync failed; the store refuses further appends until reopened. {@link StoreFailedError} */
+  STORE_FAILED: 'STORE_FAILED',
+  /** A record batch failed its length or CRC check when read. {@link CorruptRecordError} */
+  CORRUPT_RECORD: 'CORRUPT_RECORD',
+  /** A metadata file (sidecar, index, checkpoint) or the segment sequence is damaged beyond repair. {@link CorruptFileError} */
+  CORRUPT_FILE: 'CORRUPT_FILE',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** The base class of every error coldstream throws on purpose. */
+export class ColdstreamError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * True when `error` is a {@link ColdstreamError}, and, when `code` is given, has that code.
+ *
+ * @example
+ * try { await store.appendToStream(id, events, { expectedRevision: 3 }); }
+ * catch (e) { if (isColdstreamError(e, 'WRONG_EXPECTED_REVISION')) retry(); else throw e; }
+ */
+export function isColdstreamError(error: unknown, code?: ErrorCode): error is ColdstreamError {
+  return error instanceof ColdstreamError && (code === undefined || error.code === code);
+}
+
+/** One failing field of a {@link ValidationError}. */
+export interface ValidationFailure {
+  /** Where the value is, e.g. `events[2].type` or `options.segmentBytes`. */
+  readonly path: string;
+  /** The rule that failed, e.g. `isUuid` or `maxBytes`. */
+  readonly constraint: string;
+  /** What is wrong and what to do about it. */
+  readonly message: string;
+}
+
+function listFailures(failures: readonly ValidationFailure[]): string {
+  return failures.map((f) => `${f.path}: ${f.message}`).join('; ');
+}
+
+/** Input to an append was invalid. Nothing was written; the store stays usable. */
+export class ValidationError extends ColdstreamError {
+  readonly failures: readonly ValidationFailure[];
+
+  constructor(failures: readonly ValidationFailure[]) {
+    super(ErrorCode.VALIDATION, `Invalid append: ${listFailures(failures)}`);
+    this.failures = failures;
+  }
+}
+
+/** Options given to `EventStore.open` were invalid; nothing was opened. */
+export class InvalidOptionsError extends ColdstreamError {
+  readonly failures: readonly ValidationFailure[];
+
+  constructor(failures: readonly ValidationFailure[]) {
+    super(ErrorCode.INVALID_OPTIONS, `Invalid store options: ${listFailures(failures)}`);
+    this.failures = failures;
+  }
+}
+
+/** What a caller expected of a stream's revision. */
+export type ExpectedRevision = 'any' | 'no_stream' | 'stream_exists' | number;
+
+/** The stream's actual revision did not match `expected`. `actual` is `'no_stream'` when the stream has no events. */
+export class WrongExpectedRevisionError extends ColdstreamError {
+  readonly streamId: string;
+  readonly expected: ExpectedRevision;
+  readonly actual: number | 'no_stream';
+
+  constructor(streamId: string, expected: ExpectedRevision, actual: number | 'no_stream') {
+    super(
+      ErrorCode.WRONG_EXPECTED_REVISION,
+      `Stream '${streamId}' is at revision ${String(actual)}, but the append expected ${String(expected)}: ` +
+        're-read the stream, decide again, and retry with its current revision',
+    );
+    this.streamId = streamId;
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+/** The store directory is locked by another writer. */
+export class StoreLockedError extends ColdstreamError {
+  readonly dir: string;
+  readonly lockPath: string;
+  readonly ownerPid: number | undefined;
+
+  constructor(dir: string, lockPath: string, ownerPid: number | undefined) {
+    super(
+      ErrorCode.STORE_LOCKED,
+      `Store directory ${dir} is already open for writing` +
+        (ownerPid === undefined ? '' : ` by process ${ownerPid}`) +
+        `: close that store first (one writer per directory; the lock is ${lockPath})`,
+    );
+    this.dir = dir;
+    this.lockPath = lockPath;
+    this.ownerPid = ownerPid;
+  }
+}
+
+/** The store was closed; open it again to use it. */
+export class StoreClosedError extends ColdstreamError {
+  constructor(what = 'The store') {
+    super(ErrorCode.STORE_CLOSED, `${what} is closed: open the store again to use it`);
+  }
+}
+
+/**
+ * A write or fsync to the log failed. The data that was acknowledged before is safe; the store
+ * stops accepting appends, because after a failed fsync the page cache can no longer be
+ * trusted. Close it and open it again (recovery truncates whatever was half written).
+ */
+export class StoreFailedError extends ColdstreamError {
+  constructor(cause: unknown) {
+    super(
+      ErrorCode.STORE_FAILED,
+      `The store stopped accepting appends after an I/O error (${describe(cause)}): ` +
+        'fix the disk problem, then close and reopen the store',
+      { cause },
+    );
+  }
+}
+
+/** Where a {@link CorruptRecordError} was found and why. */
+export interface CorruptRecordDetails {
+  readonly file: string;
+  readonly byteOffset: number;
+  readonly reason: string;
+  readonly storedCrc?: number | undefined;
+  readonly computedCrc?: number | undefined;
+  /** The position the batch should start at, when known. */
+  readonly position?: number | undefined;
+}
+
+function hex(crc: number | undefined): string {
+  return crc === undefined ? '?' : `0x${crc.toString(16).padStart(8, '0')}`;
+}
+
+/** A record batch read from disk failed its checks. Never returned as data. */
+export class CorruptRecordError extends ColdstreamError {
+  readonly file: string;
+  readonly byteOffset: number;
+  readonly reason: string;
+  readonly storedCrc: number | undefined;
+  readonly computedCrc: number | undefined;
+  readonly position: number | undefined;
+
+  constructor(details: CorruptRecordDetails) {
+    const crcs =
+      details.storedCrc === undefined ? '' : ` (stored CRC ${hex(details.storedCrc)}, computed ${hex(details.computedCrc)})`;
+    const at = details.position === undefined ? '' : ` for position ${details.position}`;
+    super(
+      ErrorCode.CORRUPT_RECORD,
+      `Corrupt record batch in ${details.file} at byte ${details.byteOffset}${at}: ${details.reason}${crcs}; ` +
+        'the file was damaged after it was written: restore it from a replica or backup',
+    );
+    this.file = details.file;
+    this.byteOffset = details.byteOffset;
+    this.reason = details.reason;
+    this.storedCrc = details.storedCrc;
+    this.computedCrc = details.computedCrc;
+    this.position = details.position;
+  }
+}
+
+/** A metadata file or the sequence of segment files is damaged in a way recovery cannot repair. */
+export class CorruptFileError extends ColdstreamError {
+  readonly file: string;
+
+  constructor(file: string, reason: string, options?: { cause?: unknown }) {
+    super(ErrorCode.CORRUPT_FILE, `Corrupt file ${file}: ${reason}`, options);
+    this.file = file;
+  }
+}
+
+function describe(cause: unknown): string {
+  if (cause instanceof Error) return (cause as NodeJS.ErrnoException).code ?? cause.message;
+  return String(cause);
+}

@@ -1,0 +1,200 @@
+/**
+ * Record batch: the unit of one append in the segment log, and of every read.
+ *
+ * One append writes one batch; a batch is all-or-nothing: recovery keeps it whole or drops it
+ * whole, because its CRC covers every byte after the CRC field. Records are opaque bytes to
+ * the log; their positions are `basePosition + index` (dense, no gaps, across the whole log).
+ *
+ * Byte layout, little-endian:
+ *
+ * | offset | size | field         | meaning                                                  |
+ * |-------:|-----:|---------------|----------------------------------------------------------|
+ * |      0 |    4 | magic         | {@link BATCH_MAGIC}; zeroes here mean "no batch"          |
+ * |      4 |    4 | batchLength   | bytes of the whole batch, this header included            |
+ * |      8 |    4 | crc           | CRC-32C of bytes [12, batchLength): header tail and body  |
+ * |     12 |    1 | formatVersion | {@link BATCH_FORMAT_VERSION}                              |
+ * |     13 |    1 | attributes    | 0 (reserved for compression)                              |
+ * |     14 |    2 | reserved      | 0                                                         |
+ * |     16 |    8 | basePosition  | position of the first record                              |
+ * |     24 |    4 | recordCount   | ≥ 1                                                       |
+ * |     28 |    8 | timestamp     | milliseconds since the epoch, when the batch was appended |
+ * |     36 |    … | records       | recordCount × (u32 length, that many bytes)               |
+ *
+ * The length is outside the CRC (it says how far the CRC reaches), so a damaged length shows as
+ * a CRC mismatch or as a batch that runs past the end of the file; both are corruption.
+ */
+import { CorruptRecordError } from '../errors.js';
+import { crc32c } from './crc.js';
+import { readU64, writeU64 } from './u64.js';
+
+export const BATCH_MAGIC = 0x4243_5343; // "CSCB" read as little-endian bytes
+export const BATCH_FORMAT_VERSION = 1;
+export const BATCH_HEADER_BYTES = 36;
+export const RECORD_LENGTH_BYTES = 4;
+/** A batch's length field is a u32 but we keep it below 2^31 so byte offsets stay small integers. */
+export const MAX_BATCH_BYTES = 0x7fff_ffff;
+
+const MAGIC_OFFSET = 0;
+const LENGTH_OFFSET = 4;
+const CRC_OFFSET = 8;
+const CRC_START = 12;
+const VERSION_OFFSET = 12;
+const ATTRIBUTES_OFFSET = 13;
+const RESERVED_OFFSET = 14;
+const BASE_POSITION_OFFSET = 16;
+const RECORD_COUNT_OFFSET = 24;
+const TIMESTAMP_OFFSET = 28;
+
+export interface BatchHeader {
+  readonly batchLength: number;
+  readonly crc: number;
+  readonly basePosition: number;
+  readonly recordCount: number;
+  readonly timestamp: number;
+}
+
+/** A decoded batch: its header fields and its records (views into the buffer it was read from). */
+export interface RecordBatch extends BatchHeader {
+  readonly records: Buffer[];
+}
+
+/** Bytes a batch of these records will take on disk. */
+export function batchBytes(records: readonly Uint8Array[]): number {
+  let total = BATCH_HEADER_BYTES;
+  for (const record of records) total += RECORD_LENGTH_BYTES + record.length;
+  return total;
+}
+
+/** Encodes one batch. The caller asserts sizes; `records` must not be empty. */
+export function encodeBatch(basePosition: number, timestamp: number, records: readonly Uint8Array[]): Buffer {
+  const length = batchBytes(records);
+  const buf = Buffer.allocUnsafe(length);
+  buf.writeUInt32LE(BATCH_MAGIC, MAGIC_OFFSET);
+  buf.writeUInt32LE(length, LENGTH_OFFSET);
+  buf.writeUInt8(BATCH_FORMAT_VERSION, VERSION_OFFSET);
+  buf.writeUInt8(0, ATTRIBUTES_OFFSET);
+  buf.writeUInt16LE(0, RESERVED_OFFSET);
+  writeU64(buf, BASE_POSITION_OFFSET, basePosition);
+  buf.writeUInt32LE(records.length, RECORD_COUNT_OFFSET);
+  writeU64(buf, TIMESTAMP_OFFSET, timestamp);
+  let at = BATCH_HEADER_BYTES;
+  for (const record of records) {
+    buf.writeUInt32LE(record.length, at);
+    buf.set(record, at + RECORD_LENGTH_BYTES);
+    at += RECORD_LENGTH_BYTES + record.length;
+  }
+  buf.writeUInt32LE(crc32c(buf.subarray(CRC_START)), CRC_OFFSET);
+  return buf;
+}
+
+/**
+ * Why the bytes at `byteOffset` are not a whole, valid batch, or undefined if they are.
+ * `available` is how many bytes of the file (or fetched range) exist from `byteOffset` on.
+ * `expectedPosition`, when given, must equal the batch's base position.
+ */
+export interface BatchCheck {
+  readonly ok: boolean;
+  /** `'incomplete'` when only the bytes after the end of `buf` are missing (read more and retry). */
+  readonly problem?: string;
+  readonly incomplete?: boolean;
+  readonly header?: BatchHeader;
+  readonly storedCrc?: number;
+  readonly computedCrc?: number;
+}
+
+/** Reads the header fields at `at` without checking them; `buf` must hold at least a header there. */
+export function readBatchHeader(buf: Buffer, at: number): BatchHeader & { magic: number; version: number } {
+  return {
+    magic: buf.readUInt32LE(at + MAGIC_OFFSET),
+    batchLength: buf.readUInt32LE(at + LENGTH_OFFSET),
+    crc: buf.readUInt32LE(at + CRC_OFFSET),
+    version: buf.readUInt8(at + VERSION_OFFSET),
+    basePosition: readU64(buf, at + BASE_POSITION_OFFSET),
+    recordCount: buf.readUInt32LE(at + RECORD_COUNT_OFFSET),
+    timestamp: readU64(buf, at + TIMESTAMP_OFFSET),
+  };
+}
+
+/**
+ * Checks the batch starting at `at` in `buf`. `bytesToEndOfFile` says how many bytes exist in
+ * the file from `at` on (it may exceed what `buf` holds): a batch running past the end of the
+ * file is invalid; one running past the end of `buf` only is `incomplete`.
+ */
+export function checkBatch(buf: Buffer, at: number, bytesToEndOfFile: number, expectedPosition?: number): BatchCheck {
+  const inBuf = buf.length - at;
+  if (bytesToEndOfFile < BATCH_HEADER_BYTES) return { ok: false, problem: 'truncated header' };
+  if (inBuf < BATCH_HEADER_BYTES) return { ok: false, incomplete: true, problem: 'header beyond buffer' };
+  const header = readBatchHeader(buf, at);
+  if (header.magic !== BATCH_MAGIC) return { ok: false, problem: `bad magic 0x${header.magic.toString(16)}` };
+  if (header.batchLength < BATCH_HEADER_BYTES || header.batchLength > MAX_BATCH_BYTES) {
+    return { ok: false, problem: `impossible batch length ${header.batchLength}` };
+  }
+  if (header.batchLength > bytesToEndOfFile) {
+    return { ok: false, problem: `batch length ${header.batchLength} runs past the end of the file` };
+  }
+  if (header.batchLength > inBuf) return { ok: false, incomplete: true, problem: 'batch beyond buffer', header };
+  const computedCrc = crc32c(buf.subarray(at + CRC_START, at + header.batchLength));
+  if (computedCrc !== header.crc) {
+    return { ok: false, problem: 'CRC mismatch', storedCrc: header.crc, computedCrc };
+  }
+  // The CRC matched, so the fields below are what the writer wrote; a mismatch is a bug or a
+  // batch from somewhere else (a file copied under the wrong name), never a torn write.
+  if (header.version !== BATCH_FORMAT_VERSION) return { ok: false, problem: `unknown format version ${header.version}` };
+  if (header.recordCount < 1 || Number.isNaN(header.basePosition) || Number.isNaN(header.timestamp)) {
+    return { ok: false, problem: 'impossible header fields' };
+  }
+  if (expectedPosition !== undefined && header.basePosition !== expectedPosition) {
+    return { ok: false, problem: `base position ${header.basePosition}, expected ${expectedPosition}` };
+  }
+  return { ok: true, header };
+}
+
+/** Throws the CorruptRecordError that describes a failed {@link checkBatch}. */
+export function corruptBatch(file: string, byteOffset: number, check: BatchCheck, position?: number): CorruptRecordError {
+  return new CorruptRecordError({
+    file,
+    byteOffset,
+    reason: check.problem ?? 'invalid batch',
+    storedCrc: check.storedCrc,
+    computedCrc: check.computedCrc,
+    position,
+  });
+}
+
+/**
+ * Splits a checked batch into its records (views into `buf`, not copies). Returns undefined when
+ * the record lengths do not add up to the batch length, which for a batch whose CRC matched can
+ * only be a writer bug.
+ */
+export function decodeRecords(buf: Buffer, at: number, header: BatchHeader): Buffer[] | undefined {
+  const records: Buffer[] = new Array(header.recordCount);
+  const end = at + header.batchLength;
+  let cursor = at + BATCH_HEADER_BYTES;
+  for (let i = 0; i < header.recordCount; i++) {
+    if (cursor + RECORD_LENGTH_BYTES > end) return undefined;
+    const length = buf.readUInt32LE(cursor);
+    cursor += RECORD_LENGTH_BYTES;
+    if (cursor + length > end) return undefined;
+    records[i] = buf.subarray(cursor, cursor + length);
+    cursor += length;
+  }
+  return cursor === end ? records : undefined;
+}
+
+/** Checks and decodes the batch at `at`, throwing CorruptRecordError for anything but a whole valid batch. */
+export function decodeBatchOrThrow(
+  buf: Buffer,
+  at: number,
+  bytesToEndOfFile: number,
+  file: string,
+  fileByteOffset: number,
+  expectedPosition?: number,
+): RecordBatch {
+  const check = checkBatch(buf, at, bytesToEndOfFile, expectedPosition);
+  if (!check.ok || check.header === undefined) throw corruptBatch(file, fileByteOffset, check, expectedPosition);
+  const records = decodeRecords(buf, at, check.header);
+  if (records === undefined) {
+    throw corruptBatch(file, fileByteOffset, { ok: false, problem: 'record lengths do not match the batch length' });
+  }
+  return { ...check.header, records };
+}

@@ -1,0 +1,105 @@
+/**
+ * Recovery of a segment that was not sealed when the log was last closed: finds the end of the
+ * valid data and truncates everything after it.
+ *
+ * The scan starts at the last offset-index entry that points at a valid batch with the expected
+ * base position, not at the beginning of the file: index entries are persisted only after the
+ * data they point at was written (and, under `fsync` durability, synced), so everything before
+ * that entry is known good and opening a store costs a read of the tail only. From there batches
+ * are checked one by one (magic, length, CRC, the chain of positions); the first that fails, and
+ * everything after it, is a torn write of an append that was never acknowledged, and is cut off.
+ *
+ * What this does not do: it does not look for damage before the start of the scan. Under
+ * `fsync` durability that data was synced before any index entry pointed past it; a bit flipped
+ * later by the disk is caught by the CRC check of every read, as a CorruptRecordError.
+ */
+import * as files from './files.js';
+import { OffsetIndex } from './offset-index.js';
+import { BATCH_HEADER_BYTES, checkBatch, readBatchHeader } from './record-batch.js';
+import { READ_CHUNK_BYTES, type Segment } from './segment.js';
+
+export interface RecoveryResult {
+  /** Bytes cut off the end of the data file. */
+  readonly truncatedBytes: number;
+  /** Byte offset the scan started at. */
+  readonly scannedFromByte: number;
+}
+
+/**
+ * Rebuilds `segment`'s bookkeeping from its files, truncating a torn tail. `fromStart` scans the
+ * whole file and rebuilds the index (for a segment whose seal was interrupted).
+ */
+export async function recoverSegment(segment: Segment, indexIntervalBytes: number, fromStart = false): Promise<RecoveryResult> {
+  const fd = await files.open(segment.logFile, 'r+');
+  segment.fd = fd;
+  segment.created = true;
+  const size = await files.fstatSize(fd);
+  const indexBytes = fromStart ? undefined : await files.readFileIfExists(segment.indexFile);
+  const { index, intact } = OffsetIndex.decode(indexBytes ?? Buffer.alloc(0), size);
+  let indexChanged = !intact || indexBytes === undefined;
+
+  // Walk back from the last index entry to one that points at a valid batch.
+  let start = index.at(-1);
+  for (let i = index.length - 1; i >= 0; i--) {
+    const entry = index.at(i);
+    const head = await files.readAt(fd, BATCH_HEADER_BYTES, entry.byteOffset);
+    const length = head.length === BATCH_HEADER_BYTES ? readBatchHeader(head, 0).batchLength : 0;
+    const batch = length > 0 && length <= size - entry.byteOffset ? await files.readAt(fd, length, entry.byteOffset) : head;
+    if (checkBatch(batch, 0, size - entry.byteOffset, segment.basePosition + entry.relativePosition).ok) {
+      start = entry;
+      break;
+    }
+    index.truncate(i);
+    indexChanged = true;
+  }
+  segment.index = index;
+
+  if (start.byteOffset > 0) {
+    const first = await files.readAt(fd, BATCH_HEADER_BYTES, 0);
+    segment.firstTimestamp = readBatchHeader(first, 0).timestamp;
+  }
+  const indexLengthBefore = index.length;
+  const end = await scanForward(segment, fd, size, start.byteOffset, segment.basePosition + start.relativePosition, indexIntervalBytes);
+  if (index.length !== indexLengthBefore) indexChanged = true;
+
+  if (end < size) {
+    await files.ftruncate(fd, end);
+    await files.fsync(fd);
+  }
+  if (indexChanged) {
+    await files.writeFileDurable(segment.indexFile, index.encode());
+    index.persistedCount = index.length;
+  }
+  segment.reservedBytes = segment.writtenBytes = segment.committedBytes = end;
+  segment.committedEnd = segment.nextPosition;
+  return { truncatedBytes: size - end, scannedFromByte: start.byteOffset };
+}
+
+/** Checks batches from `byteOffset` on; returns the byte offset just after the last valid one. */
+async function scanForward(segment: Segment, fd: number, size: number, byteOffset: number, position: number, indexIntervalBytes: number): Promise<number> {
+  let cursor = byteOffset;
+  let expected = position;
+  segment.nextPosition = position;
+  while (cursor < size) {
+    let buf = await files.readAt(fd, Math.min(READ_CHUNK_BYTES, size - cursor), cursor);
+    let at = 0;
+    let progressed = false;
+    while (cursor < size) {
+      const check = checkBatch(buf, at, size - cursor, expected);
+      if (check.incomplete === true) {
+        if (progressed) break;
+        buf = await files.readAt(fd, check.header?.batchLength ?? BATCH_HEADER_BYTES, cursor);
+        at = 0;
+        continue;
+      }
+      if (!check.ok || check.header === undefined) return cursor;
+      const { batchLength, recordCount, timestamp } = check.header;
+      segment.noteBatch(expected, recordCount, cursor, timestamp, indexIntervalBytes);
+      at += batchLength;
+      cursor += batchLength;
+      expected += recordCount;
+      progressed = true;
+    }
+  }
+  return cursor;
+}

@@ -1,0 +1,609 @@
+/**
+ * The segment log: an append-only sequence of record batches at dense positions 0, 1, 2 …,
+ * stored as segment files in one directory. It knows nothing of streams or events.
+ *
+ * Writing. `append` is synchronous up to the point where the batch has its position and its
+ * place in a segment; the bytes go to disk in a single writer loop. Batches that arrive while
+ * the loop is busy (writing or syncing) are written together with one `write` and, under `fsync`
+ * durability, share one `fdatasync`: group commit, so concurrency raises throughput instead of
+ * latency. A batch is acknowledged (its promise resolves, readers may see it) only when:
+ *   - `fsync`: it was written and fdatasync'd;
+ *   - `interval`: it was written; the loop fdatasyncs every `fsyncIntervalMs`;
+ *   - `none`: it was written (to the page cache).
+ * A new segment's directory entry is fsynced before anything in it is acknowledged (except
+ * under `none`).
+ *
+ * Rolling and sealing. The active segment rolls when the next batch would take it past
+ * `segmentBytes`, or when its first batch is older than `segmentMaxAgeMs`. The rolled segment is
+ * sealed by the loop once its last batch is written: fdatasync, final index written and synced,
+ * `onSeal` called for the layer above to write its attachments, then the sidecar (commit point).
+ *
+ * Failing. An error from write or fsync fails the log: that batch and every later one are
+ * rejected with StoreFailedError, because after a failed fsync the page cache cannot be trusted.
+ * What was acknowledged before is on disk; reopening recovers.
+ *
+ * Opening. Sealed segments are trusted by their sidecars and not read. The active segment's tail
+ * is recovered (recovery.ts). A segment whose seal was interrupted is scanned and sealed again.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Clock } from '../clock.js';
+import { CorruptFileError, StoreClosedError, StoreFailedError } from '../errors.js';
+import { crc32c } from './crc.js';
+import * as files from './files.js';
+import { OffsetIndex } from './offset-index.js';
+import { batchBytes, encodeBatch } from './record-batch.js';
+import { recoverSegment } from './recovery.js';
+import { READ_CHUNK_BYTES, Segment, type LocatedBatch } from './segment.js';
+import { parseSegmentLogName } from './segment-files.js';
+import { decodeSidecar, encodeSidecar, type FileDigest, type SegmentSidecar } from './sidecar.js';
+
+export type Durability = 'fsync' | 'interval' | 'none';
+
+/** A segment being sealed, as the `onSeal` hook sees it. */
+export interface SealingSegment {
+  readonly basePosition: number;
+  readonly lastPosition: number;
+  /** Path of this segment's companion file with `suffix` (e.g. `.streams`). */
+  fileFor(suffix: string): string;
+}
+
+export interface SegmentLogOptions {
+  readonly dir: string;
+  readonly durability: Durability;
+  readonly fsyncIntervalMs: number;
+  readonly segmentBytes: number;
+  readonly segmentMaxAgeMs: number;
+  readonly indexIntervalBytes: number;
+  readonly clock: Clock;
+  /** Sealed segments whose files may stay open for reading at once. */
+  readonly maxOpenSegments?: number;
+  /**
+   * Called while a segment is sealed, before its sidecar is written: write companion files
+   * (fsynced) and return their digests by suffix. Also called on open for a segment whose seal
+   * was interrupted, with the log already readable.
+   */
+  readonly onSeal?: (segment: SealingSegment, log: SegmentLog) => Promise<Record<string, FileDigest>>;
+}
+
+/** Where an appended batch went. */
+export interface AppendReceipt {
+  readonly basePosition: number;
+  readonly segmentBase: number;
+  readonly byteOffset: number;
+  readonly timestamp: number;
+  /** Resolves when the batch is acknowledged under the durability policy; rejects with StoreFailedError. */
+  readonly committed: Promise<void>;
+}
+
+/** A segment as listed by {@link SegmentLog.segmentInfos}. */
+export interface SegmentInfo {
+  readonly basePosition: number;
+  readonly nextPosition: number;
+  readonly bytes: number;
+  readonly sealed: boolean;
+  readonly logFile: string;
+}
+
+interface PendingBatch {
+  readonly segment: Segment;
+  readonly byteOffset: number;
+  readonly buf: Buffer;
+  readonly end: number;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+export class SegmentLog {
+  private readonly segments: Segment[];
+  private active: Segment;
+  private pending: PendingBatch[] = [];
+  private syncWaiters: Waiter[] = [];
+  private readonly sealQueue: Segment[] = [];
+  private loop: Promise<void> = Promise.resolve();
+  private looping = false;
+  private failure: StoreFailedError | undefined;
+  private closing = false;
+  private closed = false;
+  private commitEnd_: number;
+  private syncedBytes = 0;
+  private readonly commitListeners = new Set<(commitEnd: number) => void>();
+  private readonly intervalTimer: NodeJS.Timeout | undefined;
+  private activeReads = 0;
+  private readsDrained: (() => void) | undefined;
+
+  private constructor(
+    readonly options: SegmentLogOptions,
+    segments: Segment[],
+  ) {
+    this.segments = segments;
+    this.active = segments[segments.length - 1]!;
+    this.commitEnd_ = this.active.nextPosition;
+    this.syncedBytes = this.active.committedBytes;
+    if (options.durability === 'interval') {
+      this.intervalTimer = setInterval(() => this.syncIfDirty(), options.fsyncIntervalMs);
+      this.intervalTimer.unref();
+    }
+  }
+
+  /** Opens (creating if needed) the log in `options.dir`, recovering the active segment's tail. */
+  static async open(options: SegmentLogOptions): Promise<SegmentLog> {
+    await fs.promises.mkdir(options.dir, { recursive: true });
+    const names = await fs.promises.readdir(options.dir);
+    await Promise.all(names.filter((n) => n.endsWith('.tmp')).map((n) => files.unlinkIfExists(path.join(options.dir, n))));
+    const bases = names.map(parseSegmentLogName).filter((b): b is number => b !== undefined).sort((a, b) => a - b);
+    const segments: Segment[] = [];
+    const interrupted: Segment[] = [];
+    for (const [i, base] of bases.entries()) {
+      const segment = new Segment(options.dir, base);
+      const isLast = i === bases.length - 1;
+      const sidecar = await readSidecar(segment);
+      if (sidecar !== undefined) {
+        applySidecar(segment, sidecar);
+      } else {
+        await files.unlinkIfExists(segment.sealedFile);
+        await recoverSegment(segment, options.indexIntervalBytes, !isLast);
+        if (!isLast) interrupted.push(segment);
+      }
+      const previous = segments[segments.length - 1];
+      if (previous !== undefined && previous.nextPosition !== segment.basePosition) {
+        if (previous.sealed || segment.sealed) {
+          throw new CorruptFileError(segment.logFile, `segment starts at position ${segment.basePosition} but the previous one ends before ${previous.nextPosition}`);
+        }
+        // The previous segment's seal was interrupted and its tail was torn: everything after
+        // the tear was never acknowledged, as recovery of a single segment would cut it off.
+        await dropSegmentsFrom(options.dir, bases.slice(i));
+        interrupted.pop();
+        await closeFd(segment);
+        break;
+      }
+      segments.push(segment);
+    }
+    const last = segments[segments.length - 1];
+    if (last === undefined || last.sealed) {
+      const fresh = new Segment(options.dir, last?.nextPosition ?? 0);
+      fresh.index = new OffsetIndex();
+      segments.push(fresh);
+    } else if (interrupted[interrupted.length - 1] === last) {
+      interrupted.pop(); // After dropping its successors it is the active segment again.
+    }
+    const log = new SegmentLog(options, segments);
+    for (const segment of interrupted) await log.seal(segment);
+    return log;
+  }
+
+  /** Position the next appended record will get. */
+  get nextPosition(): number {
+    return this.active.nextPosition;
+  }
+
+  /** Positions below this are acknowledged and readable. */
+  get commitEnd(): number {
+    return this.commitEnd_;
+  }
+
+  /** Position of the oldest record held. */
+  get startPosition(): number {
+    return this.segments[0]!.basePosition;
+  }
+
+  /** Called after each acknowledged group with the new commit end. Returns an unsubscribe. */
+  onCommit(listener: (commitEnd: number) => void): () => void {
+    this.commitListeners.add(listener);
+    return () => this.commitListeners.delete(listener);
+  }
+
+  /**
+   * Appends one batch of records. Synchronous until the batch has its position; the bytes are
+   * written by the writer loop and `committed` resolves when they are acknowledged.
+   */
+  append(records: readonly Uint8Array[]): AppendReceipt {
+    this.assertWritable();
+    assert(records.length > 0, 'a batch holds at least one record');
+    const timestamp = this.options.clock.now();
+    const length = batchBytes(records);
+    let segment = this.active;
+    if (!segment.isEmpty && (segment.reservedBytes + length > this.options.segmentBytes || timestamp - segment.firstTimestamp! >= this.options.segmentMaxAgeMs)) {
+      segment = this.roll();
+    }
+    const basePosition = segment.nextPosition;
+    const buf = encodeBatch(basePosition, timestamp, records);
+    const byteOffset = segment.reservedBytes;
+    segment.reservedBytes += length;
+    segment.noteBatch(basePosition, records.length, byteOffset, timestamp, this.options.indexIntervalBytes);
+    let resolve!: () => void;
+    let reject!: (err: unknown) => void;
+    const committed = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    this.pending.push({ segment, byteOffset, buf, end: basePosition + records.length, resolve, reject });
+    this.kick();
+    return { basePosition, segmentBase: segment.basePosition, byteOffset, timestamp, committed };
+  }
+
+  /** Resolves when everything appended so far is acknowledged and fdatasync'd, whatever the durability policy. */
+  flush(): Promise<void> {
+    this.assertWritable();
+    return new Promise((resolve, reject) => {
+      this.syncWaiters.push({ resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** Resolves once `position` is acknowledged (immediately if it already is). */
+  async waitForCommit(position: number): Promise<void> {
+    while (this.commitEnd_ <= position) {
+      if (this.failure !== undefined) throw this.failure;
+      if (this.closed) throw new StoreClosedError();
+      await new Promise<void>((resolve) => {
+        const off = this.onCommit(() => {
+          off();
+          resolve();
+        });
+      });
+    }
+  }
+
+  private assertWritable(): void {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.closing) throw new StoreClosedError();
+  }
+
+  private roll(): Segment {
+    const previous = this.active;
+    const next = new Segment(this.options.dir, previous.nextPosition);
+    next.index = new OffsetIndex();
+    this.segments.push(next);
+    this.sealQueue.push(previous);
+    this.active = next;
+    return next;
+  }
+
+  private kick(): void {
+    if (this.looping) return;
+    this.looping = true;
+    this.loop = this.runLoop();
+  }
+
+  private syncIfDirty(): void {
+    if (this.failure === undefined && !this.closing && this.active.writtenBytes > this.syncedBytes) {
+      this.flush().catch(() => {}); // A failure is recorded in this.failure and reported to appenders.
+    }
+  }
+
+  /**
+   * Drains the queue. `looping` is cleared in the same synchronous step as the final emptiness
+   * check, so an append that lands after that check always starts a new loop.
+   */
+  private async runLoop(): Promise<void> {
+    try {
+      while (this.pending.length > 0 || this.syncWaiters.length > 0 || this.sealQueue.length > 0) {
+        if (!(await this.step())) return;
+      }
+    } finally {
+      this.looping = false;
+    }
+  }
+
+  /** One turn of the writer loop: write and acknowledge a group, then seal what rolled. False once failed. */
+  private async step(): Promise<boolean> {
+    {
+      const group = this.pending;
+      const syncs = this.syncWaiters;
+      this.pending = [];
+      this.syncWaiters = [];
+      try {
+        await this.writeGroup(group, syncs.length > 0);
+      } catch (err) {
+        this.fail(err, group, syncs);
+        return false;
+      }
+      const last = group[group.length - 1];
+      if (last !== undefined) {
+        for (const batch of group) {
+          batch.segment.committedBytes = batch.byteOffset + batch.buf.length;
+          batch.segment.committedEnd = batch.end;
+        }
+        this.commitEnd_ = last.end;
+      }
+      for (const batch of group) batch.resolve();
+      for (const waiter of syncs) waiter.resolve();
+      if (last !== undefined) for (const listener of this.commitListeners) listener(this.commitEnd_);
+      while (this.sealQueue.length > 0 && this.sealQueue[0]!.committedBytes === this.sealQueue[0]!.reservedBytes) {
+        try {
+          await this.seal(this.sealQueue[0]!);
+        } catch (err) {
+          this.fail(err, [], []);
+          return false;
+        }
+        this.sealQueue.shift();
+      }
+    }
+    return true;
+  }
+
+  private async writeGroup(group: PendingBatch[], forceSync: boolean): Promise<void> {
+    const touched: Segment[] = [];
+    for (let i = 0; i < group.length; ) {
+      const segment = group[i]!.segment;
+      let j = i;
+      while (j < group.length && group[j]!.segment === segment) j++;
+      if (!segment.created) await this.create(segment);
+      const run = group.slice(i, j).map((b) => b.buf);
+      await files.writeAll(segment.fd!, run.length === 1 ? run[0]! : Buffer.concat(run), group[i]!.byteOffset);
+      segment.writtenBytes = group[j - 1]!.byteOffset + group[j - 1]!.buf.length;
+      touched.push(segment);
+      i = j;
+    }
+    if (this.options.durability === 'fsync' || forceSync) {
+      if (touched.length === 0 && this.active.created) touched.push(this.active);
+      for (const segment of touched) await files.fdatasync(segment.fd!);
+      this.syncedBytes = this.active.writtenBytes;
+    }
+    for (const segment of touched) await this.persistIndexEntries(segment);
+  }
+
+  private async create(segment: Segment): Promise<void> {
+    segment.fd = await files.open(segment.logFile, 'wx+');
+    segment.created = true;
+    if (this.options.durability !== 'none') await files.fsyncDir(this.options.dir);
+  }
+
+  /** Appends to the index file the entries that point at data already written. */
+  private async persistIndexEntries(segment: Segment): Promise<void> {
+    const index = segment.index!;
+    let upTo = index.length;
+    while (upTo > index.persistedCount && index.at(upTo - 1).byteOffset >= segment.writtenBytes) upTo--;
+    if (upTo === index.persistedCount) return;
+    const entries = index.encode(index.persistedCount).subarray(0, (upTo - index.persistedCount) * 8);
+    segment.indexFd ??= await files.open(segment.indexFile, fs.constants.O_WRONLY | fs.constants.O_CREAT);
+    await files.writeAll(segment.indexFd, entries, index.persistedCount * 8);
+    index.persistedCount = upTo;
+  }
+
+  private fail(err: unknown, group: PendingBatch[], syncs: Waiter[]): void {
+    this.failure ??= err instanceof StoreFailedError ? err : new StoreFailedError(err);
+    for (const waiter of [...group, ...syncs, ...this.pending, ...this.syncWaiters]) waiter.reject(this.failure);
+    this.pending = [];
+    this.syncWaiters = [];
+    // Wake waitForCommit callers so they see the failure.
+    for (const listener of this.commitListeners) listener(this.commitEnd_);
+  }
+
+  /** Seals a fully written segment: sync, final index, attachments, then the sidecar. */
+  private async seal(segment: Segment): Promise<void> {
+    assert(segment.created && segment.committedBytes === segment.reservedBytes && !segment.isEmpty);
+    await files.fdatasync(segment.fd!);
+    if (segment.indexFd !== undefined) {
+      await files.close(segment.indexFd);
+      segment.indexFd = undefined;
+    }
+    const indexBytes = segment.index!.encode();
+    await files.writeFileDurable(segment.indexFile, indexBytes);
+    segment.index!.persistedCount = segment.index!.length;
+    const data = await this.digestData(segment);
+    const sealing: SealingSegment = {
+      basePosition: segment.basePosition,
+      lastPosition: segment.nextPosition - 1,
+      fileFor: (suffix) => path.join(this.options.dir, path.basename(segment.logFile, '.log') + suffix),
+    };
+    const attachments = this.options.onSeal === undefined ? {} : await this.options.onSeal(sealing, this);
+    const sidecar: SegmentSidecar = {
+      formatVersion: 1,
+      basePosition: segment.basePosition,
+      lastPosition: segment.nextPosition - 1,
+      firstTimestamp: segment.firstTimestamp!,
+      lastTimestamp: segment.lastTimestamp!,
+      data,
+      index: { bytes: indexBytes.length, crc32c: crc32c(indexBytes) },
+      attachments,
+    };
+    await files.writeFileAtomic(segment.sealedFile, encodeSidecar(sidecar));
+    segment.sidecar = sidecar;
+  }
+
+  private async digestData(segment: Segment): Promise<FileDigest> {
+    let crc = 0;
+    for (let at = 0; at < segment.committedBytes; at += 4 * READ_CHUNK_BYTES) {
+      crc = crc32c(await files.readAt(segment.fd!, Math.min(4 * READ_CHUNK_BYTES, segment.committedBytes - at), at), crc);
+    }
+    return { bytes: segment.committedBytes, crc32c: crc };
+  }
+
+  // ---------------------------------------------------------------------------------- reading
+
+  /**
+   * Committed batches holding positions at or after `fromPosition`, in order, about `maxBytes`
+   * of them (at least one). Empty when `fromPosition` is at or past the commit end. Every batch
+   * is CRC-checked; damage throws CorruptRecordError.
+   */
+  async readForward(fromPosition: number, maxBytes = READ_CHUNK_BYTES): Promise<LocatedBatch[]> {
+    assert(fromPosition >= this.startPosition, `position ${fromPosition} is before the start of the log`);
+    if (fromPosition >= this.commitEnd_) return [];
+    const segment = this.segmentFor(fromPosition);
+    return this.withReader(segment, async () => {
+      const index = await this.indexOf(segment);
+      let { relativePosition, byteOffset } = index.floor(fromPosition - segment.basePosition);
+      let position = segment.basePosition + relativePosition;
+      for (;;) {
+        const batches = await segment.readBatches(byteOffset, position, maxBytes);
+        const wanted = batches.filter((b) => b.basePosition + b.recordCount > fromPosition);
+        const lastBatch = batches[batches.length - 1];
+        if (wanted.length > 0 || lastBatch === undefined) return wanted;
+        byteOffset = lastBatch.byteOffset + lastBatch.batchLength;
+        position = lastBatch.basePosition + lastBatch.recordCount;
+      }
+    });
+  }
+
+  /**
+   * Committed batches ending with the one that holds `atOrBefore`, in forward order, about
+   * `maxBytes` of them (at least one). Read them back to front to walk the log backwards.
+   */
+  async readBackward(atOrBefore: number, maxBytes = READ_CHUNK_BYTES): Promise<LocatedBatch[]> {
+    const position = Math.min(atOrBefore, this.commitEnd_ - 1);
+    if (position < this.startPosition) return [];
+    const segment = this.segmentFor(position);
+    return this.withReader(segment, async () => {
+      const index = await this.indexOf(segment);
+      const floor = index.floorIndex(position - segment.basePosition);
+      const endByteOffset = floor + 1 < index.length ? index.at(floor + 1).byteOffset : segment.committedBytes;
+      let first = floor;
+      while (first >= 0 && endByteOffset - index.at(first).byteOffset < maxBytes) first--;
+      const start = index.at(first);
+      const batches = await segment.readBatches(start.byteOffset, segment.basePosition + start.relativePosition, endByteOffset - start.byteOffset, Math.min(endByteOffset, segment.committedBytes));
+      return batches.filter((b) => b.basePosition <= position);
+    });
+  }
+
+  /** The one committed batch at `byteOffset` of the segment starting at `segmentBase`. */
+  async readBatchAt(segmentBase: number, byteOffset: number): Promise<LocatedBatch> {
+    const segment = this.segmentFor(segmentBase);
+    assert(segment.basePosition === segmentBase, `no segment starts at ${segmentBase}`);
+    return this.withReader(segment, () => segment.readBatchAt(byteOffset));
+  }
+
+  /** The segments, oldest first. */
+  segmentInfos(): SegmentInfo[] {
+    return this.segments.map((s) => ({
+      basePosition: s.basePosition,
+      nextPosition: s.committedEnd,
+      bytes: s.committedBytes,
+      sealed: s.sealed,
+      logFile: s.logFile,
+    }));
+  }
+
+  private segmentFor(position: number): Segment {
+    let lo = 0;
+    let hi = this.segments.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (this.segments[mid]!.basePosition <= position) lo = mid;
+      else hi = mid - 1;
+    }
+    return this.segments[lo]!;
+  }
+
+  private async withReader<T>(segment: Segment, read: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new StoreClosedError();
+    this.activeReads++;
+    segment.readers++;
+    try {
+      segment.opening ??= segment.fd === undefined ? files.open(segment.logFile, 'r').then((fd) => void (segment.fd = fd)) : Promise.resolve();
+      await segment.opening;
+      segment.lastUsed = ++this.useCounter;
+      return await read();
+    } finally {
+      segment.readers--;
+      this.activeReads--;
+      if (this.activeReads === 0) this.readsDrained?.();
+      this.closeIdleSegments();
+    }
+  }
+
+  private useCounter = 0;
+
+  private closeIdleSegments(): void {
+    const limit = this.options.maxOpenSegments ?? 64;
+    const open = this.segments.filter((s) => s.sealed && s.fd !== undefined && s.readers === 0 && s !== this.active);
+    if (open.length <= limit) return;
+    open.sort((a, b) => a.lastUsed - b.lastUsed);
+    for (const segment of open.slice(0, open.length - limit)) void closeFd(segment);
+  }
+
+  private async indexOf(segment: Segment): Promise<OffsetIndex> {
+    if (segment.index !== undefined) return segment.index;
+    segment.indexLoading ??= this.loadSealedIndex(segment);
+    return segment.indexLoading;
+  }
+
+  /** Loads a sealed segment's index; one that fails its CRC is rebuilt from the data. */
+  private async loadSealedIndex(segment: Segment): Promise<OffsetIndex> {
+    const expected = segment.sidecar!.index;
+    const bytes = await files.readFileIfExists(segment.indexFile);
+    if (bytes !== undefined && bytes.length === expected.bytes && crc32c(bytes) === expected.crc32c) {
+      segment.index = OffsetIndex.decode(bytes, segment.committedBytes).index;
+      return segment.index;
+    }
+    const index = new OffsetIndex();
+    const rebuilding = new Segment(this.options.dir, segment.basePosition);
+    rebuilding.index = index;
+    let byteOffset = 0;
+    let position = segment.basePosition;
+    while (byteOffset < segment.committedBytes) {
+      const batches = await segment.readBatches(byteOffset, position, 4 * READ_CHUNK_BYTES);
+      for (const b of batches) {
+        rebuilding.noteBatch(b.basePosition, b.recordCount, b.byteOffset, b.timestamp, this.options.indexIntervalBytes);
+        byteOffset = b.byteOffset + b.batchLength;
+        position = b.basePosition + b.recordCount;
+      }
+    }
+    segment.index = index;
+    return index;
+  }
+
+  /** Waits for the writer loop and every read, syncs, and closes every file. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closing) {
+      while (!this.closed) await new Promise((resolve) => setTimeout(resolve, 1));
+      return;
+    }
+    this.closing = true;
+    if (this.intervalTimer !== undefined) clearInterval(this.intervalTimer);
+    while (this.looping) await this.loop;
+    if (this.failure === undefined && this.active.created) {
+      await files.fdatasync(this.active.fd!);
+      await this.persistIndexEntries(this.active);
+    }
+    if (this.activeReads > 0) await new Promise<void>((resolve) => (this.readsDrained = resolve));
+    this.closed = true;
+    for (const segment of this.segments) await closeFd(segment);
+  }
+}
+
+async function readSidecar(segment: Segment): Promise<SegmentSidecar | undefined> {
+  const text = await files.readFileIfExists(segment.sealedFile);
+  if (text === undefined) return undefined;
+  try {
+    const sidecar = decodeSidecar(segment.sealedFile, text);
+    return sidecar.basePosition === segment.basePosition ? sidecar : undefined;
+  } catch (err) {
+    if (err instanceof CorruptFileError) return undefined; // Sealed again from the data.
+    throw err;
+  }
+}
+
+function applySidecar(segment: Segment, sidecar: SegmentSidecar): void {
+  segment.sidecar = sidecar;
+  segment.created = true;
+  segment.reservedBytes = segment.writtenBytes = segment.committedBytes = sidecar.data.bytes;
+  segment.nextPosition = segment.committedEnd = sidecar.lastPosition + 1;
+  segment.firstTimestamp = sidecar.firstTimestamp;
+  segment.lastTimestamp = sidecar.lastTimestamp;
+}
+
+async function closeFd(segment: Segment): Promise<void> {
+  const { fd, indexFd } = segment;
+  segment.fd = undefined;
+  segment.indexFd = undefined;
+  segment.opening = undefined;
+  if (fd !== undefined) await files.close(fd);
+  if (indexFd !== undefined) await files.close(indexFd);
+}
+
+async function dropSegmentsFrom(dir: string, bases: number[]): Promise<void> {
+  const names = await fs.promises.readdir(dir);
+  for (const base of bases) {
+    const prefix = String(base).padStart(20, '0') + '.';
+    for (const name of names.filter((n) => n.startsWith(prefix))) await files.unlinkIfExists(path.join(dir, name));
+  }
+  await files.fsyncDir(dir);
+}

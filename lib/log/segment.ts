@@ -1,0 +1,149 @@
+/**
+ * One segment of the log: a `.log` file of record batches starting at `basePosition`, its
+ * sparse offset index, and (once sealed) its sidecar.
+ *
+ * A segment is active (the one being appended to, at most one per log) or sealed (immutable).
+ * This class holds the segment's bookkeeping and reads from it; the log decides when to write,
+ * roll and seal, and recovery.ts rebuilds the bookkeeping from disk on open.
+ *
+ * Three byte counts grow in order: `reservedBytes` (batches handed to the writer), then
+ * `writtenBytes` (in the file), then `committedBytes` (acknowledged to their appenders and
+ * visible to readers). Readers never see past `committedBytes`.
+ */
+import assert from 'node:assert/strict';
+import { CorruptRecordError } from '../errors.js';
+import * as files from './files.js';
+import { OffsetIndex } from './offset-index.js';
+import { BATCH_HEADER_BYTES, checkBatch, corruptBatch, decodeRecords, type RecordBatch } from './record-batch.js';
+import { SUFFIX, segmentFile } from './segment-files.js';
+import type { SegmentSidecar } from './sidecar.js';
+
+/** A batch read from the log, with where it was found. */
+export interface LocatedBatch extends RecordBatch {
+  readonly segmentBase: number;
+  readonly byteOffset: number;
+}
+
+/** Bytes read at once when scanning forwards. */
+export const READ_CHUNK_BYTES = 256 * 1024;
+
+export class Segment {
+  readonly logFile: string;
+  readonly indexFile: string;
+  readonly sealedFile: string;
+  fd: number | undefined;
+  /** Set while a reader opens `fd`, so concurrent readers share one open. */
+  opening: Promise<void> | undefined;
+  /** The active segment's index file, open for appending entries. */
+  indexFd: number | undefined;
+  indexLoading: Promise<OffsetIndex> | undefined;
+  /** True once the `.log` file exists on disk. */
+  created = false;
+  reservedBytes = 0;
+  writtenBytes = 0;
+  committedBytes = 0;
+  /** Position after the last reserved record. */
+  nextPosition: number;
+  /** Position after the last committed record. */
+  committedEnd: number;
+  firstTimestamp: number | undefined;
+  lastTimestamp: number | undefined;
+  /** Loaded eagerly for the active segment, lazily for sealed ones. */
+  index: OffsetIndex | undefined;
+  sidecar: SegmentSidecar | undefined;
+  /** Reads in flight; the file descriptor is not closed while this is positive. */
+  readers = 0;
+  lastUsed = 0;
+
+  constructor(
+    readonly dir: string,
+    readonly basePosition: number,
+  ) {
+    this.logFile = segmentFile(dir, basePosition, SUFFIX.log);
+    this.indexFile = segmentFile(dir, basePosition, SUFFIX.index);
+    this.sealedFile = segmentFile(dir, basePosition, SUFFIX.sealed);
+    this.nextPosition = basePosition;
+    this.committedEnd = basePosition;
+  }
+
+  get sealed(): boolean {
+    return this.sidecar !== undefined;
+  }
+
+  get isEmpty(): boolean {
+    return this.nextPosition === this.basePosition;
+  }
+
+  /** Position of the last committed record, or undefined when none is. */
+  get lastPosition(): number | undefined {
+    return this.committedEnd === this.basePosition ? undefined : this.committedEnd - 1;
+  }
+
+  /** Records a batch placed at `byteOffset` in the bookkeeping (index entry, timestamps). */
+  noteBatch(basePosition: number, recordCount: number, byteOffset: number, timestamp: number, indexIntervalBytes: number): void {
+    assert(this.index !== undefined);
+    if (byteOffset > 0 && byteOffset - this.index.lastByteOffset >= indexIntervalBytes) {
+      this.index.add(basePosition - this.basePosition, byteOffset);
+    }
+    this.firstTimestamp ??= timestamp;
+    this.lastTimestamp = timestamp;
+    this.nextPosition = basePosition + recordCount;
+  }
+
+  /** Reads up to `length` committed bytes at `byteOffset`. The caller holds a reader slot. */
+  async readRange(byteOffset: number, length: number): Promise<Buffer> {
+    assert(this.fd !== undefined && this.readers > 0);
+    const available = Math.max(0, Math.min(length, this.committedBytes - byteOffset));
+    return available === 0 ? Buffer.alloc(0) : files.readAt(this.fd, available, byteOffset);
+  }
+
+  /**
+   * Reads the committed batches that start at or after `byteOffset`, about `maxBytes` of them
+   * (at least one whole batch, however large), checking each one's CRC. `expectedPosition` is
+   * the base position of the batch at `byteOffset`, to check the chain of positions.
+   */
+  async readBatches(
+    byteOffset: number,
+    expectedPosition: number | undefined,
+    maxBytes: number,
+    endByteOffset = this.committedBytes,
+  ): Promise<LocatedBatch[]> {
+    const batches: LocatedBatch[] = [];
+    let cursor = byteOffset;
+    let position = expectedPosition;
+    let buf = await this.readRange(cursor, Math.min(maxBytes, this.committedBytes - cursor));
+    let at = 0;
+    while (cursor < endByteOffset) {
+      const check = checkBatch(buf, at, this.committedBytes - cursor, position);
+      if (check.incomplete === true) {
+        if (batches.length > 0) break; // The next call starts at this batch.
+        // A batch larger than the chunk: read exactly its length (or fail on a short header).
+        const length = check.header?.batchLength ?? BATCH_HEADER_BYTES;
+        buf = await this.readRange(cursor, Math.max(length, BATCH_HEADER_BYTES));
+        at = 0;
+        continue;
+      }
+      if (!check.ok || check.header === undefined) throw corruptBatch(this.logFile, cursor, check, position);
+      const records = decodeRecords(buf, at, check.header);
+      if (records === undefined) {
+        throw new CorruptRecordError({ file: this.logFile, byteOffset: cursor, reason: 'record lengths do not match the batch length', position });
+      }
+      batches.push({ ...check.header, records, segmentBase: this.basePosition, byteOffset: cursor });
+      at += check.header.batchLength;
+      cursor += check.header.batchLength;
+      position = check.header.basePosition + check.header.recordCount;
+      if (at >= buf.length) break;
+    }
+    return batches;
+  }
+
+  /** Reads and checks the one batch at `byteOffset`. */
+  async readBatchAt(byteOffset: number): Promise<LocatedBatch> {
+    if (byteOffset >= this.committedBytes) {
+      throw new CorruptRecordError({ file: this.logFile, byteOffset, reason: `no batch here: the segment holds ${this.committedBytes} bytes` });
+    }
+    const [batch] = await this.readBatches(byteOffset, undefined, 16 * 1024, byteOffset + 1);
+    assert(batch !== undefined);
+    return batch;
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * The sidecar of a sealed segment: `<base>.sealed`, a small JSON document written atomically
+ * (temp file, fsync, rename, fsync directory) as the last step of sealing. Its presence is what
+ * makes a segment sealed: immutable, its index final, ready to be tiered.
+ *
+ * It records the first and last position and timestamp, the byte size and CRC-32C of the data
+ * file and of every companion file (the offset index, and attachments the layer above writes at
+ * seal time, such as the event store's stream index), so that a copy of the segment anywhere
+ * (another disk, an object store) can be verified without trusting anything else. The document
+ * carries a CRC of its own body; one that fails it is treated as missing and the segment is
+ * sealed again from its data.
+ */
+import { CorruptFileError } from '../errors.js';
+import { crc32c } from './crc.js';
+
+export interface FileDigest {
+  readonly bytes: number;
+  readonly crc32c: number;
+}
+
+export interface SegmentSidecar {
+  readonly formatVersion: 1;
+  readonly basePosition: number;
+  /** Position of the last record; the segment holds `lastPosition − basePosition + 1` records. */
+  readonly lastPosition: number;
+  readonly firstTimestamp: number;
+  readonly lastTimestamp: number;
+  /** The `.log` file. */
+  readonly data: FileDigest;
+  /** The `.index` file. */
+  readonly index: FileDigest;
+  /** Companion files by suffix (e.g. `.streams`), written by the layer above before sealing. */
+  readonly attachments: Readonly<Record<string, FileDigest>>;
+}
+
+export function encodeSidecar(sidecar: SegmentSidecar): string {
+  const body = JSON.stringify(sidecar);
+  return JSON.stringify({ crc32c: crc32c(Buffer.from(body)), body }) + '\n';
+}
+
+/** Parses a sidecar; throws CorruptFileError when it is damaged. */
+export function decodeSidecar(file: string, text: Buffer): SegmentSidecar {
+  let envelope: { crc32c?: unknown; body?: unknown };
+  try {
+    envelope = JSON.parse(text.toString('utf8')) as typeof envelope;
+  } catch (err) {
+    throw new CorruptFileError(file, 'sidecar is not JSON', { cause: err });
+  }
+  if (typeof envelope.body !== 'string' || crc32c(Buffer.from(envelope.body)) !== envelope.crc32c) {
+    throw new CorruptFileError(file, 'sidecar CRC mismatch');
+  }
+  const sidecar = JSON.parse(envelope.body) as SegmentSidecar;
+  if (sidecar.formatVersion !== 1) throw new CorruptFileError(file, `unknown sidecar version ${String(sidecar.formatVersion)}`);
+  return sidecar;
+}
