@@ -61,10 +61,12 @@ export interface SegmentLogOptions {
   readonly maxOpenSegments?: number;
   /**
    * Called while a segment is sealed, before its sidecar is written: write companion files
-   * (fsynced) and return their digests by suffix. Also called on open for a segment whose seal
-   * was interrupted, with the log already readable.
+   * (fsynced) and return their digests by suffix. Also called from {@link SegmentLog.sealInterrupted}
+   * for a segment whose seal was interrupted by a crash, with the log already readable.
    */
   readonly onSeal?: (segment: SealingSegment, log: SegmentLog) => Promise<Record<string, FileDigest>>;
+  /** Called once a segment's sidecar is durable (the segment is sealed), from the writer loop. */
+  readonly afterSeal?: (segment: SealingSegment) => Promise<void>;
 }
 
 /** Where an appended batch went. */
@@ -174,8 +176,22 @@ export class SegmentLog {
       interrupted.pop(); // After dropping its successors it is the active segment again.
     }
     const log = new SegmentLog(options, segments);
-    for (const segment of interrupted) await log.seal(segment);
+    log.interrupted = interrupted;
     return log;
+  }
+
+  /** Segments whose seal a crash interrupted; sealed by {@link sealInterrupted}. */
+  private interrupted: Segment[] = [];
+
+  /**
+   * Seals the segments whose seal was interrupted by a crash (found on open). The layer above
+   * calls it once it can answer `onSeal` for them. Reads work before it; appends must wait.
+   */
+  async sealInterrupted(): Promise<void> {
+    while (this.interrupted.length > 0) {
+      await this.seal(this.interrupted[0]!);
+      this.interrupted.shift();
+    }
   }
 
   /** Position the next appended record will get. */
@@ -407,6 +423,7 @@ export class SegmentLog {
     };
     await files.writeFileAtomic(segment.sealedFile, encodeSidecar(sidecar));
     segment.sidecar = sidecar;
+    await this.options.afterSeal?.(sealing);
   }
 
   private async digestData(segment: Segment): Promise<FileDigest> {

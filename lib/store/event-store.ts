@@ -1,0 +1,253 @@
+/**
+ * The event store: streams of events on the segment log.
+ *
+ * Appends are checked and placed synchronously, in call order: the expected revision is compared
+ * with the stream's head (which includes appends still being written), the events get their
+ * revisions and positions, and the index is updated, all before the first `await`. So for a
+ * given expected revision exactly one of several concurrent appends wins, and appends to
+ * different streams share the log's group commit. The promise resolves when the batch is
+ * acknowledged under the durability policy; readers never see unacknowledged events.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { StoreClosedError, ValidationError, WrongExpectedRevisionError, type ExpectedRevision } from '../errors.js';
+import { FileLock } from '../log/file-lock.js';
+import { SegmentLog } from '../log/segment-log.js';
+import { encodeRecord } from './codec.js';
+import { resolveOptions, type EventStoreOptions, type ResolvedOptions } from './options.js';
+import { readAll, readStream, type ReadContext } from './reads.js';
+import { StreamIndex, type IndexHead } from './stream-index.js';
+import type { AppendOptions, AppendRequest, AppendResult, EventData, ReadAllOptions, ReadStreamOptions, RecordedEvent, StreamHead } from './types.js';
+import { AppendValidator, type PreparedRequest } from './validation.js';
+
+/** What the synchronous check found for one request of an append. */
+type Check = 'ok' | 'maybe_retry' | 'conflict';
+
+/**
+ * An embedded event store in one directory.
+ *
+ * @example
+ * const store = await EventStore.open({ dir: './data' });
+ * await store.appendToStream('order-1', [{ type: 'OrderPlaced', data: { total: 42 } }], { expectedRevision: 'no_stream' });
+ * for await (const event of store.readStream('order-1')) console.log(event.revision, event.type, event.data);
+ * await store.close();
+ */
+export class EventStore {
+  private closed = false;
+  private readonly validator: AppendValidator;
+  private readonly reads: ReadContext;
+
+  private constructor(
+    /** The options in force, defaults applied, frozen. */
+    readonly options: ResolvedOptions,
+    private readonly lock: FileLock,
+    private readonly log: SegmentLog,
+    private readonly index: StreamIndex,
+  ) {
+    this.validator = new AppendValidator(options.maxEventBytes, options.eventClasses);
+    this.reads = { log, index, assertOpen: () => this.assertOpen() };
+  }
+
+  /**
+   * Opens the store in `options.dir` (creating it), recovering from a crash if there was one.
+   * Throws InvalidOptionsError for bad options and StoreLockedError when another writer has it open.
+   */
+  static async open(options: EventStoreOptions): Promise<EventStore> {
+    const resolved = resolveOptions(options);
+    await fs.promises.mkdir(resolved.dir, { recursive: true });
+    const lock = FileLock.acquire(resolved.dir);
+    let log: SegmentLog | undefined;
+    try {
+      const logDir = path.join(resolved.dir, 'log');
+      const index = new StreamIndex(resolved.dir, logDir, resolved.streamIndexCacheBytes);
+      log = await SegmentLog.open({
+        dir: logDir,
+        durability: resolved.durability,
+        fsyncIntervalMs: resolved.fsyncIntervalMs,
+        segmentBytes: resolved.segmentBytes,
+        segmentMaxAgeMs: resolved.segmentMaxAgeMs,
+        indexIntervalBytes: resolved.indexIntervalBytes,
+        clock: resolved.clock,
+        onSeal: (segment, sealingLog) => index.sealSegment(segment, sealingLog),
+        afterSeal: () => index.afterSeal(),
+      });
+      await index.open(log);
+      return new EventStore(resolved, lock, log, index);
+    } catch (err) {
+      await log?.close().catch(() => {});
+      lock.release();
+      throw err;
+    }
+  }
+
+  /**
+   * Appends events to one stream, atomically. Resolves once they are acknowledged.
+   *
+   * Throws ValidationError (nothing written) for bad input and WrongExpectedRevisionError when
+   * `expectedRevision` does not hold. Retrying an append whose event ids are already the
+   * stream's events at that point returns the first result and writes nothing: with a numeric
+   * expected revision or `'no_stream'`, at the revisions the first attempt got; with `'any'` or
+   * `'stream_exists'`, when they are the stream's last events.
+   */
+  appendToStream(streamId: string, events: readonly EventData[], options: AppendOptions = {}): Promise<AppendResult> {
+    const request: AppendRequest = { streamId, events, expectedRevision: options?.expectedRevision ?? 'any' };
+    return this.append([request], () => '').then((results) => results[0]!);
+  }
+
+  /**
+   * Appends to several streams in one atomic batch: after a crash either all of it is there or
+   * none. Each request has its own expected revision; if any does not hold, nothing is written.
+   * A retry is recognised only as a whole (every request a retry of the same earlier append).
+   */
+  appendMany(requests: readonly AppendRequest[]): Promise<AppendResult[]> {
+    if (!Array.isArray(requests) || requests.length === 0) {
+      return Promise.reject(new ValidationError([{ path: 'requests', constraint: 'isNonEmptyArray', message: 'must be a non-empty array of { streamId, events, expectedRevision? }' }]));
+    }
+    return this.append(requests, (i) => `requests[${i}].`);
+  }
+
+  private async append(requests: readonly AppendRequest[], prefixOf: (i: number) => string, skipRetryCheck = false): Promise<AppendResult[]> {
+    this.assertOpen();
+    const prepared = this.validator.prepare(requests, prefixOf);
+    // Synchronous from here to log.append: nothing else can append in between.
+    const heads = prepared.map((r) => this.index.head(r.streamId));
+    const checks = prepared.map((r, i) => check(r, heads[i], skipRetryCheck));
+    if (checks.some((c) => c !== 'ok')) return this.resolveRetryOrConflict(requests, prepared, heads, checks, prefixOf);
+    const records: Buffer[] = [];
+    const appended = prepared.map((request, i) => {
+      const firstRevision = (heads[i]?.revision ?? -1) + 1;
+      request.events.forEach((event, k) => records.push(encodeRecord(request.streamIdBytes, event, firstRevision + k)));
+      return { streamId: request.streamId, firstRevision, eventIds: request.events.map((e) => e.id) };
+    });
+    const receipt = this.log.append(records);
+    this.index.recordAppend(receipt.segmentBase, receipt.basePosition, receipt.byteOffset, appended);
+    await receipt.committed;
+    let position = receipt.basePosition - 1;
+    return appended.map((a) => {
+      position += a.eventIds.length;
+      return { nextExpectedRevision: a.firstRevision + a.eventIds.length - 1, position };
+    });
+  }
+
+  /**
+   * The slow path of an append whose check did not pass outright: either it repeats an earlier
+   * append (same event ids at the same revisions: return that append's result), or it conflicts.
+   */
+  private async resolveRetryOrConflict(
+    requests: readonly AppendRequest[],
+    prepared: PreparedRequest[],
+    heads: (IndexHead | undefined)[],
+    checks: Check[],
+    prefixOf: (i: number) => string,
+  ): Promise<AppendResult[]> {
+    const results: (AppendResult | undefined)[] = [];
+    for (const [i, request] of prepared.entries()) {
+      results.push(checks[i] === 'maybe_retry' ? await this.earlierResult(request, heads[i]!) : undefined);
+    }
+    if (results.every((r) => r !== undefined)) return results as AppendResult[];
+    const conflict = prepared.findIndex((r, i) => checks[i] === 'conflict' || (results[i] === undefined && r.expectedRevision !== 'any' && r.expectedRevision !== 'stream_exists'));
+    if (conflict >= 0) {
+      const { streamId, expectedRevision } = prepared[conflict]!;
+      throw new WrongExpectedRevisionError(streamId, expectedRevision, this.index.head(streamId)?.revision ?? 'no_stream');
+    }
+    const partialRetry = prepared.findIndex((_, i) => results[i] !== undefined);
+    if (partialRetry >= 0) {
+      const { streamId, expectedRevision } = prepared[partialRetry]!;
+      throw new WrongExpectedRevisionError(streamId, expectedRevision, this.index.head(streamId)?.revision ?? 'no_stream');
+    }
+    // Only 'any'/'stream_exists' requests whose last id merely matched: not retries after all.
+    return this.append(requests, prefixOf, true);
+  }
+
+  /** The result of the earlier append this one repeats, or undefined when it repeats none. */
+  private async earlierResult(request: PreparedRequest, head: IndexHead): Promise<AppendResult | undefined> {
+    const count = request.events.length;
+    const expected = request.expectedRevision;
+    const fromRevision = typeof expected === 'number' ? expected + 1 : expected === 'no_stream' ? 0 : head.revision - count + 1;
+    if (fromRevision < 0 || fromRevision + count - 1 > head.revision) return undefined;
+    await this.log.waitForCommit(head.position);
+    let i = 0;
+    let last: RecordedEvent | undefined;
+    for await (const event of readStream(this.reads, request.streamId, { fromRevision, maxCount: count })) {
+      if (event.id !== request.events[i++]!.id) return undefined;
+      last = event;
+    }
+    return i === count && last !== undefined ? { nextExpectedRevision: last.revision, position: last.position } : undefined;
+  }
+
+  /**
+   * Reads one stream's events page by page. A stream without events yields nothing (use
+   * {@link streamHead} to tell a missing stream apart). `fromRevision` is inclusive.
+   */
+  readStream(streamId: string, options: ReadStreamOptions = {}): AsyncIterableIterator<RecordedEvent> {
+    return readStream(this.reads, streamId, options);
+  }
+
+  /** Reads events of all streams in position order, page by page. `fromPosition` is inclusive. */
+  readAll(options: ReadAllOptions = {}): AsyncIterableIterator<RecordedEvent> {
+    return readAll(this.reads, options);
+  }
+
+  /** The stream's last acknowledged event's revision and position, or undefined when it has none. */
+  async streamHead(streamId: string): Promise<StreamHead | undefined> {
+    this.assertOpen();
+    const head = this.index.head(streamId);
+    if (head === undefined) return undefined;
+    await this.log.waitForCommit(head.position);
+    return { revision: head.revision, position: head.position };
+  }
+
+  /** Position the next appended event will get (= number of events ever appended). */
+  get nextPosition(): number {
+    return this.log.nextPosition;
+  }
+
+  /** Positions below this are acknowledged and readable. */
+  get commitPosition(): number {
+    return this.log.commitEnd;
+  }
+
+  /** Resolves once everything appended so far is acknowledged and fdatasync'd, whatever the durability policy. */
+  async flush(): Promise<void> {
+    this.assertOpen();
+    await this.log.flush();
+  }
+
+  /** Waits for pending appends, syncs, checkpoints the index and releases the directory. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      const failed = await this.log.close().then(
+        () => false,
+        () => true,
+      );
+      const healthy = !failed && this.log.commitEnd === this.log.nextPosition;
+      await this.index.writeCheckpoint(healthy ? this.log.commitEnd : undefined);
+    } finally {
+      this.lock.release();
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new StoreClosedError();
+  }
+}
+
+/** Compares an append's expected revision with the stream's head. */
+function check(request: PreparedRequest, head: IndexHead | undefined, skipRetryCheck: boolean): Check {
+  const expected: ExpectedRevision = request.expectedRevision;
+  const lastId = request.events[request.events.length - 1]!.id;
+  const maybeRetry = (): Check => (!skipRetryCheck && head !== undefined && head.lastEventId === lastId ? 'maybe_retry' : 'ok');
+  switch (expected) {
+    case 'any':
+      return maybeRetry();
+    case 'stream_exists':
+      return head === undefined ? 'conflict' : maybeRetry();
+    case 'no_stream':
+      return head === undefined ? 'ok' : 'maybe_retry';
+    default:
+      if (head?.revision === expected) return 'ok';
+      return head !== undefined && head.revision > expected ? 'maybe_retry' : 'conflict';
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * Options of `EventStore.open`, their defaults, and their validation. Resolved options are
+ * frozen: changing them after open has no effect and is a TypeError.
+ */
+import { IsIn, IsInt, IsNotEmpty, IsObject, IsOptional, IsString, Max, Min, validateSync } from 'class-validator';
+import { systemClock, type Clock } from '../clock.js';
+import { InvalidOptionsError, type ValidationFailure } from '../errors.js';
+import type { Durability } from '../log/segment-log.js';
+import type { EventClasses } from './validation.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+
+export interface EventStoreOptions {
+  /** Directory of the store; created when missing. One writer process at a time. */
+  readonly dir: string;
+  /**
+   * When an append is acknowledged. Default `'fsync'`.
+   * - `'fsync'`: after its bytes are fdatasync'd (concurrent appends share one sync);
+   * - `'interval'`: after they are written; the store fdatasyncs every `fsyncIntervalMs`,
+   *   so an operating-system crash or power loss may lose that window (a process crash does not);
+   * - `'none'`: after they are written; synced only when segments seal, on `flush()` and on close.
+   */
+  readonly durability?: Durability;
+  /** Sync period under `'interval'` durability. Default 100 ms. */
+  readonly fsyncIntervalMs?: number;
+  /** A segment rolls when the next batch would take it past this size. Default 64 MiB (1 KiB – 1 GiB). */
+  readonly segmentBytes?: number;
+  /** A segment rolls at the first append after its first event is this old. Default 7 days. */
+  readonly segmentMaxAgeMs?: number;
+  /** Bytes of log between two offset-index entries. Default 4 KiB. */
+  readonly indexIntervalBytes?: number;
+  /** Largest encoded event (stream id, type, data, metadata and a 36-byte header). Default 1 MiB. */
+  readonly maxEventBytes?: number;
+  /** Memory for sealed segments' stream indexes kept loaded. Default 64 MiB. */
+  readonly streamIndexCacheBytes?: number;
+  /** Classes (with class-validator decorators) that validate the data of events of a type. */
+  readonly eventClasses?: EventClasses;
+  /** Time source, for tests. Default: `Date.now`. */
+  readonly clock?: Clock;
+}
+
+export type ResolvedOptions = Required<Readonly<EventStoreOptions>>;
+
+export const DEFAULT_OPTIONS = Object.freeze({
+  durability: 'fsync' as Durability,
+  fsyncIntervalMs: 100,
+  segmentBytes: 64 * MiB,
+  segmentMaxAgeMs: 7 * 24 * 3600 * 1000,
+  indexIntervalBytes: 4 * KiB,
+  maxEventBytes: 1 * MiB,
+  streamIndexCacheBytes: 64 * MiB,
+});
+
+class OptionsInput {
+  @IsString({ message: 'must be a path (string)' })
+  @IsNotEmpty({ message: 'must not be empty' })
+  dir!: unknown;
+
+  @IsIn(['fsync', 'interval', 'none'], { message: "must be 'fsync', 'interval' or 'none'" })
+  durability!: unknown;
+
+  @IsInt({ message: 'must be an integer number of milliseconds' })
+  @Min(1)
+  @Max(60_000)
+  fsyncIntervalMs!: unknown;
+
+  @IsInt({ message: 'must be an integer number of bytes' })
+  @Min(KiB)
+  @Max(GiB)
+  segmentBytes!: unknown;
+
+  @IsInt({ message: 'must be an integer number of milliseconds' })
+  @Min(1)
+  segmentMaxAgeMs!: unknown;
+
+  @IsInt({ message: 'must be an integer number of bytes' })
+  @Min(64)
+  @Max(16 * MiB)
+  indexIntervalBytes!: unknown;
+
+  @IsInt({ message: 'must be an integer number of bytes' })
+  @Min(KiB)
+  @Max(256 * MiB)
+  maxEventBytes!: unknown;
+
+  @IsInt({ message: 'must be an integer number of bytes' })
+  @Min(0)
+  streamIndexCacheBytes!: unknown;
+
+  @IsOptional()
+  @IsObject({ message: 'must map event types to classes' })
+  eventClasses!: unknown;
+}
+
+/** Applies defaults and validates; throws InvalidOptionsError listing every bad option. */
+export function resolveOptions(options: EventStoreOptions): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidOptionsError([{ path: 'options', constraint: 'isObject', message: 'must be an object with at least { dir }' }]);
+  }
+  const merged = { ...DEFAULT_OPTIONS, eventClasses: {}, clock: systemClock, ...definedOnly(options) };
+  const failures: ValidationFailure[] = [];
+  for (const error of validateSync(Object.assign(new OptionsInput(), merged))) {
+    for (const [constraint, message] of Object.entries(error.constraints ?? {})) {
+      failures.push({ path: `options.${error.property}`, constraint, message: message.replace(`${error.property} `, '') });
+    }
+  }
+  for (const [type, EventClass] of Object.entries(merged.eventClasses ?? {})) {
+    if (typeof EventClass !== 'function') failures.push({ path: `options.eventClasses.${type}`, constraint: 'isClass', message: 'must be a class' });
+  }
+  if (typeof merged.clock?.now !== 'function') failures.push({ path: 'options.clock', constraint: 'isClock', message: 'must have a now() method' });
+  if (failures.length > 0) throw new InvalidOptionsError(failures);
+  return Object.freeze(merged) as ResolvedOptions;
+}
+
+function definedOnly<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,278 @@
+/**
+ * The stream index: which events belong to which stream, without scanning the log.
+ *
+ * - Unsealed segments (the active one, and one just rolled until its seal completes) have their
+ *   part in memory: a {@link StreamRun} per stream, updated at append time.
+ * - Each sealed segment has an immutable `<base>.streams` file (stream-index-file.ts), written
+ *   by the seal hook; its rows point back to the previous segment holding the same stream, so a
+ *   stream's history is a chain walked from its newest segment.
+ * - Stream heads (last revision, position, event id and newest sealed segment per stream) as of
+ *   the end of the sealed segments live in memory and are checkpointed (heads-checkpoint.ts).
+ *
+ * Opening reads the checkpoint, applies the stream indexes of segments sealed after it, finishes
+ * interrupted seals, and rebuilds the active segment's part: from the checkpoint when the store
+ * was closed cleanly, otherwise by reading the active segment (bounded by `segmentBytes`).
+ */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { CorruptFileError } from '../errors.js';
+import { crc32c } from '../log/crc.js';
+import * as files from '../log/files.js';
+import type { SealingSegment, SegmentLog } from '../log/segment-log.js';
+import { segmentFile } from '../log/segment-files.js';
+import type { FileDigest } from '../log/sidecar.js';
+import { decodeRecordHead } from './codec.js';
+import { decodeCheckpoint, encodeCheckpoint, type SealedHead } from './heads-checkpoint.js';
+import { encodeStreamIndex, StreamIndexFile, StreamRun, type StreamPart } from './stream-index-file.js';
+
+export const STREAMS_SUFFIX = '.streams';
+const CHECKPOINT_FILE = 'heads.checkpoint';
+
+/** The in-memory stream index of one unsealed segment. */
+class SegmentStreams {
+  readonly runs = new Map<string, StreamRun>();
+  constructor(readonly basePosition: number) {}
+
+  add(streamId: string, revision: number, position: number, batchOffset: number, eventId: string): void {
+    let run = this.runs.get(streamId);
+    if (run === undefined) {
+      run = new StreamRun(this.basePosition, revision);
+      this.runs.set(streamId, run);
+    }
+    assert.equal(revision, run.firstRevision + run.count, `stream ${streamId}: revisions must follow each other`);
+    run.relativePositions.push(position - this.basePosition);
+    run.batchOffsets.push(batchOffset);
+    run.lastEventId = eventId;
+  }
+}
+
+/** A stream's head, including events not yet acknowledged. */
+export interface IndexHead {
+  readonly revision: number;
+  readonly position: number;
+  readonly lastEventId: string;
+}
+
+/** Events of one append, as the index records them. */
+export interface IndexedAppend {
+  readonly streamId: string;
+  readonly firstRevision: number;
+  readonly eventIds: readonly string[];
+}
+
+/** Stream index files by segment, least recently used first, bounded by bytes. */
+class FileCache {
+  private readonly files = new Map<number, StreamIndexFile>();
+  private bytes = 0;
+  constructor(private readonly maxBytes: number) {}
+
+  get(base: number): StreamIndexFile | undefined {
+    const file = this.files.get(base);
+    if (file !== undefined) {
+      this.files.delete(base);
+      this.files.set(base, file);
+    }
+    return file;
+  }
+
+  set(base: number, file: StreamIndexFile): void {
+    this.files.set(base, file);
+    this.bytes += file.buf.length;
+    for (const [oldest, old] of this.files) {
+      if (this.bytes <= this.maxBytes || oldest === base) break;
+      this.files.delete(oldest);
+      this.bytes -= old.buf.length;
+    }
+  }
+}
+
+export class StreamIndex {
+  private sealedHeads = new Map<string, SealedHead>();
+  private sealedEnd = 0;
+  private readonly builders: SegmentStreams[] = [];
+  private readonly cache: FileCache;
+  private eventsSinceCheckpoint = 0;
+
+  constructor(
+    private readonly dir: string,
+    private readonly logDir: string,
+    cacheBytes: number,
+  ) {
+    this.cache = new FileCache(cacheBytes);
+  }
+
+  /** Number of streams that have events. */
+  get streamCount(): number {
+    let count = this.sealedHeads.size;
+    for (const builder of this.builders) for (const id of builder.runs.keys()) if (!this.sealedHeads.has(id)) count++;
+    return count;
+  }
+
+  /** Rebuilds the index for an opened log (see the module comment). */
+  async open(log: SegmentLog): Promise<void> {
+    const checkpointFile = path.join(this.dir, CHECKPOINT_FILE);
+    const bytes = await files.readFileIfExists(checkpointFile);
+    const checkpoint = bytes === undefined ? undefined : decodeCheckpoint(checkpointFile, bytes);
+    const segments = log.segmentInfos();
+    const sealed = segments.filter((s) => s.sealed);
+    const usable = checkpoint !== undefined && (checkpoint.sealedEnd === log.startPosition || sealed.some((s) => s.nextPosition === checkpoint.sealedEnd));
+    this.sealedHeads = usable ? checkpoint.heads : new Map();
+    this.sealedEnd = usable ? checkpoint.sealedEnd : log.startPosition;
+    for (const segment of sealed) {
+      if (segment.basePosition < this.sealedEnd) continue;
+      this.applySealed(await this.loadFile(segment.basePosition));
+      this.sealedEnd = segment.nextPosition;
+    }
+    await log.sealInterrupted();
+    const active = log.segmentInfos().at(-1)!;
+    assert(!active.sealed);
+    const builder = new SegmentStreams(active.basePosition);
+    let scanFrom = active.basePosition;
+    const part = checkpoint?.active;
+    if (usable && part !== undefined && part.basePosition === active.basePosition && part.end <= log.commitEnd && this.sealedEnd === active.basePosition) {
+      for (const [streamId, stored] of part.index.streams()) {
+        for (let i = 0; i < stored.count; i++) builder.add(streamId, stored.firstRevision + i, stored.positionAt(i), stored.batchOffsetAt(i), stored.lastEventId);
+      }
+      scanFrom = part.end;
+    }
+    this.builders.push(builder);
+    await this.scanInto(builder, log, scanFrom, log.commitEnd);
+  }
+
+  private applySealed(file: StreamIndexFile): void {
+    for (const [streamId, part] of file.streams()) {
+      this.sealedHeads.set(streamId, {
+        revision: part.firstRevision + part.count - 1,
+        position: part.positionAt(part.count - 1),
+        lastEventId: part.lastEventId,
+        lastSealedSegment: file.basePosition,
+      });
+    }
+  }
+
+  /** Indexes the events at positions [from, to) of the log into `builder` by reading their records. */
+  private async scanInto(builder: SegmentStreams, log: SegmentLog, from: number, to: number): Promise<void> {
+    let position = from;
+    while (position < to) {
+      const batches = await log.readForward(position, 1 << 20);
+      if (batches.length === 0) return;
+      for (const batch of batches) {
+        for (let i = Math.max(0, position - batch.basePosition); i < batch.recordCount; i++) {
+          const at = batch.basePosition + i;
+          if (at >= to) return;
+          const head = decodeRecordHead(batch.records[i]!);
+          builder.add(head.streamId, head.revision, at, batch.byteOffset, head.id);
+        }
+        position = batch.basePosition + batch.recordCount;
+      }
+    }
+  }
+
+  /** The stream's head including appends not yet acknowledged, or undefined when it has no events. */
+  head(streamId: string): IndexHead | undefined {
+    for (let i = this.builders.length - 1; i >= 0; i--) {
+      const run = this.builders[i]!.runs.get(streamId);
+      if (run !== undefined) return { revision: run.firstRevision + run.count - 1, position: run.positionAt(run.count - 1), lastEventId: run.lastEventId };
+    }
+    return this.sealedHeads.get(streamId);
+  }
+
+  /** Records an append placed by the log (synchronously, in append order). */
+  recordAppend(segmentBase: number, basePosition: number, batchOffset: number, appends: readonly IndexedAppend[]): void {
+    let builder = this.builders[this.builders.length - 1];
+    if (builder === undefined || builder.basePosition !== segmentBase) {
+      builder = new SegmentStreams(segmentBase);
+      this.builders.push(builder);
+    }
+    let position = basePosition;
+    for (const append of appends) {
+      let revision = append.firstRevision;
+      for (const id of append.eventIds) builder.add(append.streamId, revision++, position++, batchOffset, id);
+    }
+  }
+
+  /**
+   * The stream's parts, newest first: unsealed segments' from memory, then sealed ones by
+   * following the chain of stream index files. Consistent as of the first call to `next()`.
+   */
+  async *partsNewestFirst(streamId: string): AsyncGenerator<StreamPart> {
+    const unsealed: StreamPart[] = [];
+    for (let i = this.builders.length - 1; i >= 0; i--) {
+      const run = this.builders[i]!.runs.get(streamId);
+      if (run !== undefined) unsealed.push(run);
+    }
+    let base = this.sealedHeads.get(streamId)?.lastSealedSegment ?? -1;
+    yield* unsealed;
+    while (base >= 0) {
+      const file = await this.loadFile(base);
+      const part = file.find(streamId);
+      if (part === undefined) throw new CorruptFileError(this.streamsFile(base), `stream index has no entry for stream '${streamId}', which the index chain points at`);
+      yield part;
+      base = part.previousSegment;
+    }
+  }
+
+  private streamsFile(base: number): string {
+    return segmentFile(this.logDir, base, STREAMS_SUFFIX);
+  }
+
+  private async loadFile(base: number): Promise<StreamIndexFile> {
+    const cached = this.cache.get(base);
+    if (cached !== undefined) return cached;
+    const file = this.streamsFile(base);
+    const bytes = await files.readFileIfExists(file);
+    if (bytes === undefined) throw new CorruptFileError(file, 'the stream index of a sealed segment is missing');
+    const decoded = StreamIndexFile.decode(file, bytes, base);
+    this.cache.set(base, decoded);
+    return decoded;
+  }
+
+  /** The log's `onSeal` hook: writes the segment's stream index and moves its streams' heads to the sealed heads. */
+  async sealSegment(segment: SealingSegment, log: SegmentLog): Promise<Record<string, FileDigest>> {
+    let builder = this.builders.find((b) => b.basePosition === segment.basePosition);
+    if (builder === undefined) {
+      // Sealing interrupted by a crash and finished on open: rebuild the part from the data.
+      builder = new SegmentStreams(segment.basePosition);
+      await this.scanInto(builder, log, segment.basePosition, segment.lastPosition + 1);
+    }
+    const bytes = encodeStreamIndex(segment.basePosition, builder.runs, (id) => this.sealedHeads.get(id)?.lastSealedSegment ?? -1);
+    await files.writeFileDurable(segment.fileFor(STREAMS_SUFFIX), bytes);
+    this.cache.set(segment.basePosition, StreamIndexFile.decode(segment.fileFor(STREAMS_SUFFIX), bytes, segment.basePosition));
+    // From here on the head comes from the sealed heads; both answers are the same.
+    for (const [streamId, run] of builder.runs) {
+      this.sealedHeads.set(streamId, {
+        revision: run.firstRevision + run.count - 1,
+        position: run.positionAt(run.count - 1),
+        lastEventId: run.lastEventId,
+        lastSealedSegment: segment.basePosition,
+      });
+    }
+    const at = this.builders.indexOf(builder);
+    if (at >= 0) this.builders.splice(at, 1);
+    this.sealedEnd = segment.lastPosition + 1;
+    this.eventsSinceCheckpoint += segment.lastPosition + 1 - segment.basePosition;
+    return { [STREAMS_SUFFIX]: { bytes: bytes.length, crc32c: crc32c(bytes) } };
+  }
+
+  /**
+   * The log's `afterSeal` hook: checkpoints the heads when that costs little next to the data
+   * sealed since the last checkpoint (a row per stream against ≥ 4 events sealed per stream).
+   */
+  async afterSeal(): Promise<void> {
+    if (this.sealedHeads.size * 4 <= this.eventsSinceCheckpoint) await this.writeCheckpoint(undefined);
+  }
+
+  /**
+   * Writes the checkpoint. With `activeEnd` (a clean close, everything acknowledged), the active
+   * segment's part is included so that the next open reads none of the log.
+   */
+  async writeCheckpoint(activeEnd: number | undefined): Promise<void> {
+    const builder = this.builders.length === 1 ? this.builders[0]! : undefined;
+    const active =
+      activeEnd === undefined || builder === undefined || builder.basePosition !== this.sealedEnd
+        ? undefined
+        : { basePosition: builder.basePosition, end: activeEnd, index: encodeStreamIndex(builder.basePosition, builder.runs, () => -1) };
+    await files.writeFileAtomic(path.join(this.dir, CHECKPOINT_FILE), encodeCheckpoint(this.sealedEnd, this.sealedHeads, active));
+    this.eventsSinceCheckpoint = 0;
+  }
+}

@@ -1,0 +1,173 @@
+import { expect } from 'chai';
+import fs from 'node:fs';
+import { isColdstreamError } from '../../lib/errors.js';
+import { SegmentLog } from '../../lib/log/segment-log.js';
+import { buildLog, end, expectRecovered, fileOf, restore, rng, snapshot, type Snapshot, type WrittenBatch } from '../helpers/log-fixture.js';
+import { logOptions } from '../helpers/log.js';
+import { useTempDir } from '../helpers/temp-dir.js';
+
+function segmentBases(written: readonly WrittenBatch[]): number[] {
+  return [...new Set(written.map((b) => b.segmentBase))];
+}
+
+/** The record at `position`, as the log returns it forwards and backwards, equals the written one. */
+async function expectReadableEverywhere(log: SegmentLog, written: readonly WrittenBatch[]): Promise<void> {
+  const all = written.flatMap((b) => b.records.map((r, i) => ({ position: b.basePosition + i, hex: r.toString('hex') })));
+  for (const { position, hex } of all) {
+    const forward = (await log.readForward(position, 64))[0]!;
+    expect(forward.records[position - forward.basePosition]!.toString('hex'), `forward ${position}`).to.equal(hex);
+    const backward = (await log.readBackward(position, 64)).at(-1)!;
+    expect(backward.basePosition, `backward ${position}`).to.be.at.most(position);
+    expect(backward.records[position - backward.basePosition]!.toString('hex'), `backward ${position}`).to.equal(hex);
+  }
+}
+
+describe('recovery of an interrupted seal', () => {
+  const tmp = useTempDir();
+
+  interface Built {
+    readonly written: WrittenBatch[];
+    readonly snap: Snapshot;
+  }
+
+  async function build(seed: number, minSegments: number): Promise<Built> {
+    const written = await buildLog(tmp.path, seed, minSegments);
+    return { written, snap: snapshot(tmp.path) };
+  }
+
+  /** Restores the built log, damages one segment's seal, and checks that open seals it again identically. */
+  async function expectResealed(built: Built, base: number, damage: (sealedFile: string) => void, what: string): Promise<void> {
+    restore(tmp.path, built.snap);
+    const sealedFile = fileOf(tmp.path, base, '.sealed');
+    const indexFile = fileOf(tmp.path, base, '.index');
+    const sidecar = fs.readFileSync(sealedFile, 'utf8');
+    const index = fs.readFileSync(indexFile);
+    damage(sealedFile);
+    await expectRecovered(tmp.path, built.written, what, () => {
+      expect(fs.readFileSync(sealedFile, 'utf8'), `sidecar after ${what}`).to.equal(sidecar);
+      expect(fs.readFileSync(indexFile).equals(index), `index after ${what}`).to.equal(true);
+      expect(fs.existsSync(`${sealedFile}.tmp`)).to.equal(false);
+    });
+  }
+
+  it('reseals a segment whose sidecar is missing, with identical data', async () => {
+    const built = await build(101, 4);
+    for (const base of segmentBases(built.written).slice(0, -1)) {
+      await expectResealed(built, base, (file) => fs.rmSync(file), `sidecar of ${base} removed`);
+    }
+  });
+
+  it('reads an unsealed segment before sealInterrupted, which then seals it', async () => {
+    const built = await build(107, 3);
+    const base = segmentBases(built.written)[0]!;
+    const sealedFile = fileOf(tmp.path, base, '.sealed');
+    const sidecar = fs.readFileSync(sealedFile, 'utf8');
+    fs.rmSync(sealedFile);
+    const log = await SegmentLog.open(logOptions(tmp.path));
+    try {
+      expect(fs.existsSync(sealedFile)).to.equal(false);
+      expect(log.segmentInfos()[0]).to.include({ basePosition: base, sealed: false });
+      await expectReadableEverywhere(log, built.written);
+      await log.sealInterrupted();
+      expect(fs.readFileSync(sealedFile, 'utf8')).to.equal(sidecar);
+      expect(log.segmentInfos()[0]).to.include({ basePosition: base, sealed: true });
+    } finally {
+      await log.close();
+    }
+  });
+
+  it('reseals a segment whose sidecar is damaged', async () => {
+    const built = await build(102, 4);
+    const [first, second, third] = segmentBases(built.written) as [number, number, number];
+    const random = rng(7);
+    const cases: [string, (file: string) => void][] = [
+      ['flipped byte', (file) => fs.writeFileSync(file, flip(fs.readFileSync(file), random.int(fs.statSync(file).size - 1)))],
+      ['cut in half', (file) => fs.truncateSync(file, fs.statSync(file).size >> 1)],
+      ['not JSON', (file) => fs.writeFileSync(file, 'garbage\n')],
+      ['empty', (file) => fs.writeFileSync(file, '')],
+      ['another segment\u2019s sidecar', (file) => fs.copyFileSync(fileOf(tmp.path, first, '.sealed'), file)],
+    ];
+    for (const [what, damage] of cases) await expectResealed(built, second, damage, what);
+    await expectResealed(built, third, (file) => fs.renameSync(file, `${file}.tmp`), 'sidecar left as a .tmp');
+  });
+
+  it('reseals a segment whose sidecar and index are both missing', async () => {
+    const built = await build(103, 4);
+    const base = segmentBases(built.written)[1]!;
+    await expectResealed(built, base, (file) => {
+      fs.rmSync(file);
+      fs.rmSync(fileOf(tmp.path, base, '.index'));
+    }, 'sidecar and index removed');
+  });
+
+  it('reseals several consecutive unsealed segments in order', async () => {
+    const written = await buildLog(tmp.path, 104, 5);
+    const bases = segmentBases(written).slice(1, -1);
+    const sidecars = bases.map((base) => fs.readFileSync(fileOf(tmp.path, base, '.sealed'), 'utf8'));
+    for (const base of bases) fs.rmSync(fileOf(tmp.path, base, '.sealed'));
+    await expectRecovered(tmp.path, written, 'three unsealed segments', () =>
+      expect(bases.map((base) => fs.readFileSync(fileOf(tmp.path, base, '.sealed'), 'utf8'))).to.deep.equal(sidecars),
+    );
+  });
+
+  it('drops the segments after an unsealed segment with a torn tail', async () => {
+    const written = await buildLog(tmp.path, 105, 4);
+    const bases = segmentBases(written);
+    const torn = bases[bases.length - 3]!;
+    const inTorn = written.filter((b) => b.segmentBase === torn);
+    const cut = inTorn[inTorn.length - 1]!.byteOffset + 9;
+    for (const base of bases.slice(-3, -1)) fs.rmSync(fileOf(tmp.path, base, '.sealed'));
+    fs.truncateSync(fileOf(tmp.path, torn, '.log'), cut);
+    const survivors = written.filter((b) => b.segmentBase < torn || (b.segmentBase === torn && end(b) <= cut));
+    await expectRecovered(tmp.path, survivors, 'torn unsealed segment', () => {
+      for (const base of bases.slice(-2)) expect(fs.readdirSync(tmp.path).filter((n) => n.startsWith(String(base).padStart(20, '0')))).to.deep.equal([]);
+      expect(fs.existsSync(fileOf(tmp.path, torn, '.sealed'))).to.equal(false);
+      expect(fs.statSync(fileOf(tmp.path, torn, '.log')).size).to.equal(cut - 9);
+    });
+  });
+
+  it('refuses to open when a sealed segment does not follow on from the one before it', async () => {
+    const written = await buildLog(tmp.path, 106, 4);
+    const [, second] = segmentBases(written) as [number, number];
+    const inSecond = written.filter((b) => b.segmentBase === second);
+    fs.rmSync(fileOf(tmp.path, second, '.sealed'));
+    fs.truncateSync(fileOf(tmp.path, second, '.log'), inSecond[inSecond.length - 1]!.byteOffset + 1);
+    const error = await SegmentLog.open(logOptions(tmp.path)).then(() => undefined, (e: unknown) => e);
+    expect(isColdstreamError(error, 'CORRUPT_FILE'), String(error)).to.equal(true);
+  });
+});
+
+describe('a sealed segment with a damaged index', () => {
+  const tmp = useTempDir();
+
+  it('rebuilds an index of garbage, or a missing one, and reads every position both ways', async () => {
+    const written = await buildLog(tmp.path, 201, 4);
+    const base = segmentBases(written)[1]!;
+    const indexFile = fileOf(tmp.path, base, '.index');
+    const pristine = fs.readFileSync(indexFile);
+    expect(pristine.length).to.be.greaterThan(0);
+    const random = rng(2);
+    const damages: [string, () => void][] = [
+      ['random bytes of the same length', () => fs.writeFileSync(indexFile, Buffer.from(Array.from(pristine, () => random.int(256))))],
+      ['an entry pointing mid-batch', () => fs.writeFileSync(indexFile, Buffer.concat([pristine.subarray(0, 4), Buffer.from([(pristine[4]! + 1) & 0xff]), pristine.subarray(5)]))],
+      ['missing', () => fs.rmSync(indexFile)],
+    ];
+    for (const [what, damage] of damages) {
+      fs.writeFileSync(indexFile, pristine);
+      damage();
+      const log = await SegmentLog.open(logOptions(tmp.path));
+      try {
+        await expectReadableEverywhere(log, written);
+      } catch (err) {
+        throw new Error(`sealed index ${what}: ${String(err)}`, { cause: err });
+      } finally {
+        await log.close();
+      }
+    }
+  });
+});
+
+function flip(bytes: Buffer, at: number): Buffer {
+  bytes[at] = bytes[at]! ^ 0x04;
+  return bytes;
+}
