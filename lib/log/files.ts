@@ -25,6 +25,16 @@ export async function writeAll(fd: number, buf: Buffer, byteOffset: number): Pro
   }
 }
 
+/**
+ * Writes all of `buf` at `byteOffset` synchronously. The log's writer uses this for data: a
+ * write into the page cache takes microseconds, less than the thread-pool round trip of an
+ * asynchronous write, and the slow part (fdatasync) stays asynchronous.
+ */
+export function writeAllSync(fd: number, buf: Buffer, byteOffset: number): void {
+  let done = 0;
+  while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done, byteOffset + done);
+}
+
 /** Reads up to `length` bytes at `byteOffset`; the result is shorter only at the end of the file. */
 export async function readAt(fd: number, length: number, byteOffset: number): Promise<Buffer> {
   const buf = Buffer.allocUnsafe(length);

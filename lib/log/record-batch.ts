@@ -65,9 +65,29 @@ export function batchBytes(records: readonly Uint8Array[]): number {
   return total;
 }
 
-/** Encodes one batch. The caller asserts sizes; `records` must not be empty. */
+/** Encodes one batch of `records`; there must be at least one. */
 export function encodeBatch(basePosition: number, timestamp: number, records: readonly Uint8Array[]): Buffer {
-  const length = batchBytes(records);
+  return encodeFramedBatch(basePosition, timestamp, records.length, frameRecords(records));
+}
+
+/** Frames records as a batch body: each one's u32 length, then its bytes. */
+export function frameRecords(records: readonly Uint8Array[]): Buffer {
+  const body = Buffer.allocUnsafe(batchBytes(records) - BATCH_HEADER_BYTES);
+  let at = 0;
+  for (const record of records) {
+    body.writeUInt32LE(record.length, at);
+    body.set(record, at + RECORD_LENGTH_BYTES);
+    at += RECORD_LENGTH_BYTES + record.length;
+  }
+  return body;
+}
+
+/**
+ * Encodes one batch around `body`, `recordCount` framed records (see {@link frameRecords}), with
+ * one copy of the body. The caller asserts sizes; a batch holds at least one record.
+ */
+export function encodeFramedBatch(basePosition: number, timestamp: number, recordCount: number, body: Uint8Array): Buffer {
+  const length = BATCH_HEADER_BYTES + body.length;
   const buf = Buffer.allocUnsafe(length);
   buf.writeUInt32LE(BATCH_MAGIC, MAGIC_OFFSET);
   buf.writeUInt32LE(length, LENGTH_OFFSET);
@@ -75,14 +95,9 @@ export function encodeBatch(basePosition: number, timestamp: number, records: re
   buf.writeUInt8(0, ATTRIBUTES_OFFSET);
   buf.writeUInt16LE(0, RESERVED_OFFSET);
   writeU64(buf, BASE_POSITION_OFFSET, basePosition);
-  buf.writeUInt32LE(records.length, RECORD_COUNT_OFFSET);
+  buf.writeUInt32LE(recordCount, RECORD_COUNT_OFFSET);
   writeU64(buf, TIMESTAMP_OFFSET, timestamp);
-  let at = BATCH_HEADER_BYTES;
-  for (const record of records) {
-    buf.writeUInt32LE(record.length, at);
-    buf.set(record, at + RECORD_LENGTH_BYTES);
-    at += RECORD_LENGTH_BYTES + record.length;
-  }
+  buf.set(body, BATCH_HEADER_BYTES);
   buf.writeUInt32LE(crc32c(buf.subarray(CRC_START)), CRC_OFFSET);
   return buf;
 }

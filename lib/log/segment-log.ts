@@ -33,7 +33,7 @@ import { CorruptFileError, StoreClosedError, StoreFailedError } from '../errors.
 import { crc32c } from './crc.js';
 import * as files from './files.js';
 import { OffsetIndex } from './offset-index.js';
-import { batchBytes, encodeBatch } from './record-batch.js';
+import { BATCH_HEADER_BYTES, encodeFramedBatch, frameRecords } from './record-batch.js';
 import { recoverSegment } from './recovery.js';
 import { READ_CHUNK_BYTES, Segment, type LocatedBatch } from './segment.js';
 import { parseSegmentLogName } from './segment-files.js';
@@ -220,26 +220,31 @@ export class SegmentLog {
    * written by the writer loop and `committed` resolves when they are acknowledged.
    */
   append(records: readonly Uint8Array[]): AppendReceipt {
+    return this.appendFramed(frameRecords(records), records.length);
+  }
+
+  /** Like {@link append}, for records already framed into a batch body (see `frameRecords`). */
+  appendFramed(body: Uint8Array, recordCount: number): AppendReceipt {
     this.assertWritable();
-    assert(records.length > 0, 'a batch holds at least one record');
+    assert(recordCount > 0, 'a batch holds at least one record');
     const timestamp = this.options.clock.now();
-    const length = batchBytes(records);
+    const length = BATCH_HEADER_BYTES + body.length;
     let segment = this.active;
     if (!segment.isEmpty && (segment.reservedBytes + length > this.options.segmentBytes || timestamp - segment.firstTimestamp! >= this.options.segmentMaxAgeMs)) {
       segment = this.roll();
     }
     const basePosition = segment.nextPosition;
-    const buf = encodeBatch(basePosition, timestamp, records);
+    const buf = encodeFramedBatch(basePosition, timestamp, recordCount, body);
     const byteOffset = segment.reservedBytes;
     segment.reservedBytes += length;
-    segment.noteBatch(basePosition, records.length, byteOffset, timestamp, this.options.indexIntervalBytes);
+    segment.noteBatch(basePosition, recordCount, byteOffset, timestamp, this.options.indexIntervalBytes);
     let resolve!: () => void;
     let reject!: (err: unknown) => void;
     const committed = new Promise<void>((res, rej) => {
       resolve = res;
       reject = rej;
     });
-    this.pending.push({ segment, byteOffset, buf, end: basePosition + records.length, resolve, reject });
+    this.pending.push({ segment, byteOffset, buf, end: basePosition + recordCount, resolve, reject });
     this.kick();
     return { basePosition, segmentBase: segment.basePosition, byteOffset, timestamp, committed };
   }
@@ -353,7 +358,7 @@ export class SegmentLog {
       while (j < group.length && group[j]!.segment === segment) j++;
       if (!segment.created) await this.create(segment);
       const run = group.slice(i, j).map((b) => b.buf);
-      await files.writeAll(segment.fd!, run.length === 1 ? run[0]! : Buffer.concat(run), group[i]!.byteOffset);
+      files.writeAllSync(segment.fd!, run.length === 1 ? run[0]! : Buffer.concat(run), group[i]!.byteOffset);
       segment.writtenBytes = group[j - 1]!.byteOffset + group[j - 1]!.buf.length;
       touched.push(segment);
       i = j;
@@ -380,7 +385,7 @@ export class SegmentLog {
     if (upTo === index.persistedCount) return;
     const entries = index.encode(index.persistedCount).subarray(0, (upTo - index.persistedCount) * 8);
     segment.indexFd ??= await files.open(segment.indexFile, fs.constants.O_WRONLY | fs.constants.O_CREAT);
-    await files.writeAll(segment.indexFd, entries, index.persistedCount * 8);
+    files.writeAllSync(segment.indexFd, entries, index.persistedCount * 8);
     index.persistedCount = upTo;
   }
 

@@ -19,6 +19,7 @@
  * The record has no checksum of its own: the batch CRC covers it. The stream id and type come
  * first so that filters and the stream index can read them without parsing the JSON.
  */
+import { RECORD_LENGTH_BYTES } from '../log/record-batch.js';
 import { readU64, writeU64 } from '../log/u64.js';
 import type { RecordedEvent } from './types.js';
 import { readUuid, writeUuid } from './uuid.js';
@@ -31,33 +32,77 @@ const FLAG_METADATA = 1;
 export interface PreparedEvent {
   readonly id: string;
   readonly type: string;
-  readonly typeBytes: Buffer;
-  readonly data: Buffer;
-  readonly metadata: Buffer | undefined;
-  /** Bytes of the encoded record. */
-  readonly recordBytes: number;
+  /** The data as JSON. */
+  readonly data: string;
+  /** The metadata as JSON, when given. */
+  readonly metadata: string | undefined;
+  /** Upper bound of the framed record's bytes (3 bytes of UTF-8 per UTF-16 unit at most). */
+  readonly maxFramedBytes: number;
 }
 
-export function recordBytes(streamIdBytes: number, typeBytes: number, dataBytes: number, metadataBytes: number): number {
-  return RECORD_HEADER_BYTES + streamIdBytes + typeBytes + dataBytes + metadataBytes;
+/** Exact bytes of an event's record. */
+export function recordBytes(streamId: string, type: string, data: string, metadata: string | undefined): number {
+  return RECORD_HEADER_BYTES + Buffer.byteLength(streamId) + Buffer.byteLength(type) + Buffer.byteLength(data) + (metadata === undefined ? 0 : Buffer.byteLength(metadata));
 }
 
-export function encodeRecord(streamId: Buffer, event: PreparedEvent, revision: number): Buffer {
-  const buf = Buffer.allocUnsafe(event.recordBytes);
-  buf.writeUInt8(RECORD_VERSION, 0);
-  buf.writeUInt8(event.metadata === undefined ? 0 : FLAG_METADATA, 1);
-  buf.writeUInt16LE(streamId.length, 2);
-  buf.writeUInt16LE(event.typeBytes.length, 4);
-  buf.writeUInt16LE(0, 6);
-  writeU64(buf, 8, revision);
-  writeUuid(event.id, buf, 16);
-  buf.writeUInt32LE(event.data.length, 32);
-  let at = RECORD_HEADER_BYTES;
-  at += streamId.copy(buf, at);
-  at += event.typeBytes.copy(buf, at);
-  at += event.data.copy(buf, at);
-  if (event.metadata !== undefined) event.metadata.copy(buf, at);
-  return buf;
+/** Upper bound of a framed record's bytes, computed without encoding. */
+export function maxFramedRecordBytes(streamId: string, type: string, data: string, metadata: string | undefined): number {
+  return RECORD_LENGTH_BYTES + RECORD_HEADER_BYTES + 3 * (streamId.length + type.length + data.length + (metadata?.length ?? 0));
+}
+
+const SCRATCH_KEEP_BYTES = 1 << 20;
+
+/**
+ * Encodes an append's events as a framed batch body (record-batch.ts), writing strings straight
+ * into one reused buffer: no intermediate buffer per event. The body it returns is valid until
+ * the next `begin`; the log copies it into the batch synchronously.
+ */
+export class RecordEncoder {
+  private scratch = Buffer.allocUnsafe(64 * 1024);
+  private buf = this.scratch;
+  private at = 0;
+  count = 0;
+
+  /** Starts a body of at most `maxBytes`. */
+  begin(maxBytes: number): void {
+    if (maxBytes > this.scratch.length) {
+      // A huge append gets a buffer of its own; the kept scratch stays small.
+      this.buf = Buffer.allocUnsafe(maxBytes);
+      if (maxBytes <= SCRATCH_KEEP_BYTES) this.scratch = this.buf;
+    } else {
+      this.buf = this.scratch;
+    }
+    this.at = 0;
+    this.count = 0;
+  }
+
+  add(streamId: string, event: PreparedEvent, revision: number): void {
+    const { buf } = this;
+    const start = this.at + RECORD_LENGTH_BYTES;
+    let at = start + RECORD_HEADER_BYTES;
+    const streamIdBytes = buf.write(streamId, at);
+    at += streamIdBytes;
+    const typeBytes = buf.write(event.type, at);
+    at += typeBytes;
+    const dataBytes = buf.write(event.data, at);
+    at += dataBytes;
+    if (event.metadata !== undefined) at += buf.write(event.metadata, at);
+    buf.writeUInt32LE(at - start, this.at);
+    buf[start] = RECORD_VERSION;
+    buf[start + 1] = event.metadata === undefined ? 0 : FLAG_METADATA;
+    buf.writeUInt16LE(streamIdBytes, start + 2);
+    buf.writeUInt16LE(typeBytes, start + 4);
+    buf.writeUInt16LE(0, start + 6);
+    writeU64(buf, start + 8, revision);
+    writeUuid(event.id, buf, start + 16);
+    buf.writeUInt32LE(dataBytes, start + 32);
+    this.at = at;
+    this.count++;
+  }
+
+  body(): Buffer {
+    return this.buf.subarray(0, this.at);
+  }
 }
 
 /** The fields the index and filters need, without parsing JSON. */

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { StoreClosedError, ValidationError, WrongExpectedRevisionError, type ExpectedRevision } from '../errors.js';
 import { FileLock } from '../log/file-lock.js';
 import { SegmentLog } from '../log/segment-log.js';
-import { encodeRecord } from './codec.js';
+import { RecordEncoder } from './codec.js';
 import { resolveOptions, type EventStoreOptions, type ResolvedOptions } from './options.js';
 import { readAll, readStream, type ReadContext } from './reads.js';
 import { StreamIndex, type IndexHead } from './stream-index.js';
@@ -36,6 +36,7 @@ export class EventStore {
   private closed = false;
   private readonly validator: AppendValidator;
   private readonly reads: ReadContext;
+  private readonly encoder = new RecordEncoder();
 
   private constructor(
     /** The options in force, defaults applied, frozen. */
@@ -108,18 +109,19 @@ export class EventStore {
 
   private async append(requests: readonly AppendRequest[], prefixOf: (i: number) => string, skipRetryCheck = false): Promise<AppendResult[]> {
     this.assertOpen();
-    const prepared = this.validator.prepare(requests, prefixOf);
+    const { requests: prepared, maxBodyBytes } = this.validator.prepare(requests, prefixOf);
     // Synchronous from here to log.append: nothing else can append in between.
     const heads = prepared.map((r) => this.index.head(r.streamId));
     const checks = prepared.map((r, i) => check(r, heads[i], skipRetryCheck));
     if (checks.some((c) => c !== 'ok')) return this.resolveRetryOrConflict(requests, prepared, heads, checks, prefixOf);
-    const records: Buffer[] = [];
+    const encoder = this.encoder;
+    encoder.begin(maxBodyBytes);
     const appended = prepared.map((request, i) => {
       const firstRevision = (heads[i]?.revision ?? -1) + 1;
-      request.events.forEach((event, k) => records.push(encodeRecord(request.streamIdBytes, event, firstRevision + k)));
+      request.events.forEach((event, k) => encoder.add(request.streamId, event, firstRevision + k));
       return { streamId: request.streamId, firstRevision, eventIds: request.events.map((e) => e.id) };
     });
-    const receipt = this.log.append(records);
+    const receipt = this.log.appendFramed(encoder.body(), encoder.count);
     this.index.recordAppend(receipt.segmentBase, receipt.basePosition, receipt.byteOffset, appended);
     await receipt.committed;
     let position = receipt.basePosition - 1;

@@ -1,10 +1,13 @@
 /** UUIDs as 16 bytes on disk and canonical lowercase strings in memory. */
-const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
-
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function isUuid(value: string): boolean {
   return UUID_PATTERN.test(value);
+}
+
+function nibble(code: number): number {
+  // '0'-'9' → 0-9, 'a'-'f' and 'A'-'F' → 10-15 (input is validated, so no other characters).
+  return code <= 57 ? code - 48 : (code | 0x20) - 87;
 }
 
 /** Writes the 16 bytes of a UUID string (already validated) into `buf` at `at`. */
@@ -12,15 +15,12 @@ export function writeUuid(uuid: string, buf: Buffer, at: number): void {
   let j = 0;
   for (let i = 0; i < 16; i++) {
     if (uuid.charCodeAt(j) === 45 /* - */) j++;
-    buf[at + i] = parseInt(uuid.slice(j, j + 2), 16);
+    buf[at + i] = (nibble(uuid.charCodeAt(j)) << 4) | nibble(uuid.charCodeAt(j + 1));
     j += 2;
   }
 }
 
 export function readUuid(buf: Buffer, at: number): string {
-  const h = (i: number): string => HEX[buf[at + i]!]!;
-  return (
-    h(0) + h(1) + h(2) + h(3) + '-' + h(4) + h(5) + '-' + h(6) + h(7) + '-' + h(8) + h(9) + '-' +
-    h(10) + h(11) + h(12) + h(13) + h(14) + h(15)
-  );
+  const hex = buf.toString('hex', at, at + 16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }

@@ -19,20 +19,10 @@
  * Plain data is copied onto a new instance of the class (shallowly); nested objects are
  * validated only when they are already instances (or use class-validator's own nesting rules).
  */
-import {
-  IsDefined,
-  IsNotEmpty,
-  IsOptional,
-  IsString,
-  IsUUID,
-  Matches,
-  ValidateBy,
-  validateSync,
-  type ValidationError as ClassValidatorError,
-} from 'class-validator';
+import { ValidateBy, validateSync, type ValidationError as ClassValidatorError } from 'class-validator';
 import { ValidationError, type ExpectedRevision, type ValidationFailure } from '../errors.js';
 import { MAX_BATCH_BYTES } from '../log/record-batch.js';
-import { recordBytes, type PreparedEvent } from './codec.js';
+import { maxFramedRecordBytes, recordBytes, type PreparedEvent } from './codec.js';
 import type { AppendRequest, EventData } from './types.js';
 import { isUuid } from './uuid.js';
 
@@ -40,49 +30,77 @@ export const MAX_NAME_BYTES = 256;
 const NO_CONTROL_CHARACTERS = /^[^\p{Cc}]*$/u;
 const EVENT_KEYS = new Set(['type', 'data', 'metadata', 'id']);
 const MAX_JSON_DEPTH = 256;
+/** One append's encoded events, at most (a batch must stay below 2 GiB; half leaves room for the bound's slack). */
+export const MAX_APPEND_BYTES = MAX_BATCH_BYTES / 2;
 
-function MaxUtf8Bytes(max: number): PropertyDecorator {
-  return ValidateBy({
-    name: 'maxUtf8Bytes',
-    constraints: [max],
-    validator: {
-      validate: (value: unknown) => typeof value === 'string' && Buffer.byteLength(value) <= max,
-      defaultMessage: () => `must be at most ${max} bytes of UTF-8`,
-    },
-  });
+/** A rule: what is wrong with a value, or undefined when nothing is. */
+type Rule = (value: unknown) => string | undefined;
+
+function nameProblem(value: unknown): string | undefined {
+  if (typeof value !== 'string') return 'must be a string';
+  if (value.length === 0) return 'must not be empty';
+  if (value.length > MAX_NAME_BYTES / 3 && Buffer.byteLength(value) > MAX_NAME_BYTES) return `must be at most ${MAX_NAME_BYTES} bytes of UTF-8`;
+  if (!NO_CONTROL_CHARACTERS.test(value)) return 'must not contain control characters';
+  return undefined;
 }
 
-function NotReservedPrefix(): PropertyDecorator {
-  return ValidateBy({
-    name: 'notReserved',
-    validator: {
-      validate: (value: unknown) => typeof value !== 'string' || !value.startsWith('$'),
-      defaultMessage: () => "must not start with '$' (reserved for the store's own streams)",
-    },
-  });
+/**
+ * The rules of the append envelope, by class and field: the one source of truth. The classes
+ * below get them as class-validator constraints (so class-validator reports failures, with its
+ * paths and nesting); {@link passes} evaluates the same functions directly on the hot path, and
+ * class-validator runs only when a rule fails. Either way the same functions decide.
+ */
+const STREAM_RULES: Record<string, Rule> = {
+  streamId: (value) => nameProblem(value) ?? ((value as string).startsWith('$') ? "must not start with '$' (reserved for the store's own streams)" : undefined),
+};
+
+const EVENT_RULES: Record<string, Rule> = {
+  type: nameProblem,
+  id: (value) => (value === undefined || (typeof value === 'string' && isUuid(value)) ? undefined : 'must be a UUID (e.g. from crypto.randomUUID()), or left out to generate one'),
+  data: (value) => (value === undefined ? 'is required (use null for no data)' : jsonProblem(value)),
+  metadata: (value) => {
+    if (value === undefined) return undefined;
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'must be a plain object';
+    return jsonProblem(value);
+  },
+};
+
+function applyRules(target: object, rules: Record<string, Rule>): void {
+  for (const [field, rule] of Object.entries(rules)) {
+    ValidateBy({
+      // Stable constraint names for callers that branch on them: validStreamId, validType, validData…
+      name: `valid${field[0]!.toUpperCase()}${field.slice(1)}`,
+      validator: { validate: (value: unknown) => rule(value) === undefined, defaultMessage: (args) => rule(args?.value) ?? '' },
+    })(target, field);
+  }
+}
+
+function passes(input: Record<string, unknown>, rules: Record<string, Rule>): boolean {
+  for (const field in rules) if (rules[field]!(input[field]) !== undefined) return false;
+  return true;
 }
 
 /** Why `value` is not a JSON value, or undefined when it is. */
 export function jsonProblem(value: unknown, depth = 0): string | undefined {
-  if (depth > MAX_JSON_DEPTH) return `is nested more than ${MAX_JSON_DEPTH} levels deep (or refers to itself)`;
+  if (depth > MAX_JSON_DEPTH) return `must be JSON: it is nested more than ${MAX_JSON_DEPTH} levels deep (or refers to itself)`;
   switch (typeof value) {
     case 'string':
     case 'boolean':
       return undefined;
     case 'number':
-      return Number.isFinite(value) ? undefined : `holds ${value}, which JSON cannot represent`;
+      return Number.isFinite(value) ? undefined : `must be JSON: it holds ${value}, which JSON cannot represent`;
     case 'object': {
       if (value === null) return undefined;
       if (Array.isArray(value)) {
         for (let i = 0; i < value.length; i++) {
-          if (value[i] === undefined) return `holds undefined at index ${i}: use null`;
+          if (value[i] === undefined) return `must be JSON: it holds undefined at index ${i}; use null`;
           const problem = jsonProblem(value[i], depth + 1);
           if (problem !== undefined) return problem;
         }
         return undefined;
       }
       const kind = Object.prototype.toString.call(value);
-      if (kind !== '[object Object]') return `holds a ${kind.slice(8, -1)}, which is not plain JSON: convert it (e.g. a Date to an ISO string)`;
+      if (kind !== '[object Object]') return `must be JSON: it holds a ${kind.slice(8, -1)}, which is not plain JSON; convert it (e.g. a Date to an ISO string)`;
       for (const key in value) {
         const item = (value as Record<string, unknown>)[key];
         if (item === undefined) continue; // JSON.stringify drops it, as a caller expects.
@@ -92,69 +110,36 @@ export function jsonProblem(value: unknown, depth = 0): string | undefined {
       return undefined;
     }
     default:
-      return `holds a ${typeof value}, which JSON cannot represent`;
+      return `must be JSON: it holds a ${typeof value}, which JSON cannot represent`;
   }
 }
 
-function IsJsonValue(): PropertyDecorator {
-  let problem: string | undefined;
-  return ValidateBy({
-    name: 'isJson',
-    validator: {
-      validate: (value: unknown) => (problem = jsonProblem(value)) === undefined,
-      defaultMessage: () => `must be JSON-serialisable: it ${problem ?? 'is not'}`,
-    },
-  });
-}
-
-function IsPlainObject(): PropertyDecorator {
-  return ValidateBy({
-    name: 'isPlainObject',
-    validator: {
-      validate: (value: unknown) => typeof value === 'object' && value !== null && !Array.isArray(value),
-      defaultMessage: () => 'must be a plain object',
-    },
-  });
-}
-
 class StreamIdInput {
-  @IsString({ message: 'must be a string' })
-  @IsNotEmpty({ message: 'must not be empty' })
-  @MaxUtf8Bytes(MAX_NAME_BYTES)
-  @Matches(NO_CONTROL_CHARACTERS, { message: 'must not contain control characters' })
-  @NotReservedPrefix()
   streamId!: unknown;
 }
+applyRules(StreamIdInput.prototype, STREAM_RULES);
 
 class EventInput {
-  @IsString({ message: 'must be a string' })
-  @IsNotEmpty({ message: 'must not be empty' })
-  @MaxUtf8Bytes(MAX_NAME_BYTES)
-  @Matches(NO_CONTROL_CHARACTERS, { message: 'must not contain control characters' })
   type!: unknown;
-
-  @IsOptional()
-  @IsUUID('all', { message: 'must be a UUID (e.g. from crypto.randomUUID()), or left out to generate one' })
   id!: unknown;
-
-  @IsDefined({ message: 'is required (use null for no data)' })
-  @IsJsonValue()
   data!: unknown;
-
-  @IsOptional()
-  @IsPlainObject()
-  @IsJsonValue()
   metadata!: unknown;
 }
+applyRules(EventInput.prototype, EVENT_RULES);
 
 /** Event classes registered by the application, by event type. */
 export type EventClasses = Readonly<Record<string, new () => object>>;
 
 export interface PreparedRequest {
   readonly streamId: string;
-  readonly streamIdBytes: Buffer;
   readonly events: PreparedEvent[];
   readonly expectedRevision: ExpectedRevision;
+}
+
+/** A validated append: its requests and an upper bound of its framed body's bytes. */
+export interface PreparedAppend {
+  readonly requests: PreparedRequest[];
+  readonly maxBodyBytes: number;
 }
 
 /** Turns class-validator's error tree into failures; `prefix` is '' or ends with '.'. */
@@ -184,14 +169,15 @@ export class AppendValidator {
   ) {}
 
   /** Validates `requests` (paths are prefixed with `prefixOf(i)`); throws ValidationError listing every failure. */
-  prepare(requests: readonly AppendRequest[], prefixOf: (i: number) => string): PreparedRequest[] {
+  prepare(requests: readonly AppendRequest[], prefixOf: (i: number) => string): PreparedAppend {
     const failures: ValidationFailure[] = [];
     const prepared: PreparedRequest[] = [];
     const seenStreams = new Set<string>();
     let totalBytes = 0;
     requests.forEach((request, r) => {
       const prefix = prefixOf(r);
-      const streamErrors = validateSync(Object.assign(new StreamIdInput(), { streamId: request?.streamId }));
+      const streamInput = { streamId: request?.streamId };
+      const streamErrors = passes(streamInput, STREAM_RULES) ? [] : validateSync(Object.assign(new StreamIdInput(), streamInput));
       flatten(streamErrors, prefix, failures);
       const streamId = request?.streamId as string;
       if (streamErrors.length === 0 && seenStreams.has(streamId)) {
@@ -199,19 +185,18 @@ export class AppendValidator {
       }
       seenStreams.add(streamId);
       checkExpectedRevision(request?.expectedRevision ?? 'any', `${prefix}expectedRevision`, failures);
-      const streamIdBytes = streamErrors.length === 0 ? Buffer.from(streamId) : Buffer.alloc(0);
-      const events = this.prepareEvents(request?.events, streamIdBytes.length, `${prefix}events`, failures);
-      for (const event of events) totalBytes += event.recordBytes;
-      prepared.push({ streamId, streamIdBytes, events, expectedRevision: request?.expectedRevision ?? 'any' });
+      const events = this.prepareEvents(request?.events, streamErrors.length === 0 ? streamId : '', `${prefix}events`, failures);
+      for (const event of events) totalBytes += event.maxFramedBytes;
+      prepared.push({ streamId, events, expectedRevision: request?.expectedRevision ?? 'any' });
     });
-    if (totalBytes > MAX_BATCH_BYTES / 2) {
-      failures.push({ path: 'events', constraint: 'maxAppendBytes', message: `total ${totalBytes} bytes; one append holds at most ${MAX_BATCH_BYTES / 2}: split it` });
+    if (totalBytes > MAX_APPEND_BYTES) {
+      failures.push({ path: 'events', constraint: 'maxAppendBytes', message: `may take up to ${totalBytes} bytes; one append holds at most ${MAX_APPEND_BYTES}: split it` });
     }
     if (failures.length > 0) throw new ValidationError(failures);
-    return prepared;
+    return { requests: prepared, maxBodyBytes: totalBytes };
   }
 
-  private prepareEvents(events: unknown, streamIdBytes: number, path: string, failures: ValidationFailure[]): PreparedEvent[] {
+  private prepareEvents(events: unknown, streamId: string, path: string, failures: ValidationFailure[]): PreparedEvent[] {
     if (!Array.isArray(events) || events.length === 0) {
       failures.push({ path, constraint: 'isNonEmptyArray', message: 'must be a non-empty array of events' });
       return [];
@@ -228,25 +213,25 @@ export class AppendValidator {
       for (const key of Object.keys(event)) {
         if (!EVENT_KEYS.has(key)) failures.push({ path: `${at}.${key}`, constraint: 'unknownProperty', message: 'is not an event field: use type, data, metadata and id' });
       }
-      const input = Object.assign(new EventInput(), { type: event.type, id: event.id, data: event.data, metadata: event.metadata });
-      flatten(validateSync(input), `${at}.`, failures);
+      const input = { type: event.type, id: event.id, data: event.data, metadata: event.metadata };
+      if (!passes(input, EVENT_RULES)) flatten(validateSync(Object.assign(new EventInput(), input)), `${at}.`, failures);
       if (failures.length === before) this.validateData(event, `${at}.data.`, failures);
-      const id = event.id ?? crypto.randomUUID();
-      if (typeof id === 'string' && isUuid(id)) {
-        const canonical = id.toLowerCase();
-        if (ids.has(canonical)) failures.push({ path: `${at}.id`, constraint: 'unique', message: 'repeats an earlier event id of this append' });
-        ids.add(canonical);
-      }
+      const id = typeof event.id === 'string' ? event.id.toLowerCase() : crypto.randomUUID();
+      if (ids.has(id)) failures.push({ path: `${at}.id`, constraint: 'unique', message: 'repeats an earlier event id of this append' });
+      ids.add(id);
       if (failures.length > before) return;
-      const typeBytes = Buffer.from(event.type);
-      const data = Buffer.from(JSON.stringify(event.data));
-      const metadata = event.metadata === undefined ? undefined : Buffer.from(JSON.stringify(event.metadata));
-      const bytes = recordBytes(streamIdBytes, typeBytes.length, data.length, metadata?.length ?? 0);
-      if (bytes > this.maxEventBytes) {
-        failures.push({ path: at, constraint: 'maxEventBytes', message: `encodes to about ${bytes} bytes; the limit is maxEventBytes = ${this.maxEventBytes}: store large payloads elsewhere and keep a reference` });
-        return;
+      const data = JSON.stringify(event.data);
+      const metadata = event.metadata === undefined ? undefined : JSON.stringify(event.metadata);
+      const maxFramedBytes = maxFramedRecordBytes(streamId, event.type, data, metadata);
+      // The bound is cheap; count exact bytes only when the bound could break the limit.
+      if (maxFramedBytes > this.maxEventBytes) {
+        const bytes = recordBytes(streamId, event.type, data, metadata);
+        if (bytes > this.maxEventBytes) {
+          failures.push({ path: at, constraint: 'maxEventBytes', message: `encodes to ${bytes} bytes; the limit is maxEventBytes = ${this.maxEventBytes}: store large payloads elsewhere and keep a reference` });
+          return;
+        }
       }
-      prepared.push({ id: id.toLowerCase(), type: event.type, typeBytes, data, metadata, recordBytes: bytes });
+      prepared.push({ id, type: event.type, data, metadata, maxFramedBytes });
     });
     return prepared;
   }
