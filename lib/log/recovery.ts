@@ -70,7 +70,7 @@ export async function recoverSegment(segment: Segment, indexIntervalBytes: numbe
     await files.writeFileDurable(segment.indexFile, index.encode());
     index.persistedCount = index.length;
   }
-  segment.reservedBytes = segment.writtenBytes = segment.committedBytes = end;
+  segment.reservedBytes = segment.writtenBytes = segment.committedBytes = segment.allocatedBytes = end;
   segment.committedEnd = segment.nextPosition;
   return { truncatedBytes: size - end, scannedFromByte: start.byteOffset };
 }
