@@ -21,15 +21,20 @@ interface LockOwner {
   startTime: string | undefined;
 }
 
-/** Start time of a process in clock ticks since boot (Linux), to tell a reused pid apart. */
-function processStartTime(pid: number): string | undefined {
+/** Fields of /proc/<pid>/stat after the command name, or undefined (not Linux, or no such process). */
+function procStat(pid: number): string[] | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 22; the command name (field 2) may contain spaces, so split after its ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    // The command name (field 2) may contain spaces, so split after its ')': [0] is field 3.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return undefined;
   }
+}
+
+/** Start time of a process in clock ticks since boot (Linux, field 22), to tell a reused pid apart. */
+function processStartTime(pid: number): string | undefined {
+  return procStat(pid)?.[19];
 }
 
 function isAlive(owner: LockOwner): boolean {
@@ -39,7 +44,10 @@ function isAlive(owner: LockOwner): boolean {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
   }
-  const startTime = processStartTime(owner.pid);
+  const stat = procStat(owner.pid);
+  // A zombie (killed, not yet reaped by its parent) still answers kill(pid, 0), but it is dead.
+  if (stat?.[0] === 'Z' || stat?.[0] === 'X') return false;
+  const startTime = stat?.[19];
   return owner.startTime === undefined || startTime === undefined || startTime === owner.startTime;
 }
 
@@ -89,8 +97,9 @@ export class FileLock {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       // Someone else is taking over; a guard left by a process that died mid-takeover is old.
-      const ageMs = Date.now() - fs.statSync(guard, { throwIfNoEntry: false })!.mtimeMs;
-      if (ageMs > 10_000) fs.rmSync(guard, { recursive: true, force: true });
+      // The guard may vanish between mkdir and stat (that taker finished): just retry then.
+      const stat = fs.statSync(guard, { throwIfNoEntry: false });
+      if (stat !== undefined && Date.now() - stat.mtimeMs > 10_000) fs.rmSync(guard, { recursive: true, force: true });
       return;
     }
     try {

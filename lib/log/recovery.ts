@@ -62,15 +62,15 @@ export async function recoverSegment(segment: Segment, indexIntervalBytes: numbe
   const end = await scanForward(segment, fd, size, start.byteOffset, segment.basePosition + start.relativePosition, indexIntervalBytes);
   if (index.length !== indexLengthBefore) indexChanged = true;
 
-  if (end < size) {
-    await files.ftruncate(fd, end);
-    await files.fsync(fd);
-  }
+  if (end < size) await files.ftruncate(fd, end);
+  // After a process crash under 'none'/'interval' durability the tail may sit only in the page
+  // cache; sync it so that it counts as synced (index entries may then point into it).
+  await files.fsync(fd);
   if (indexChanged) {
     await files.writeFileDurable(segment.indexFile, index.encode());
     index.persistedCount = index.length;
   }
-  segment.reservedBytes = segment.writtenBytes = segment.committedBytes = segment.allocatedBytes = end;
+  segment.reservedBytes = segment.writtenBytes = segment.committedBytes = segment.allocatedBytes = segment.syncedBytes = end;
   segment.committedEnd = segment.nextPosition;
   return { truncatedBytes: size - end, scannedFromByte: start.byteOffset };
 }

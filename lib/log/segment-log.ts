@@ -23,7 +23,9 @@
  * What was acknowledged before is on disk; reopening recovers.
  *
  * Opening. Sealed segments are trusted by their sidecars and not read. The active segment's tail
- * is recovered (recovery.ts). A segment whose seal was interrupted is scanned and sealed again.
+ * is recovered (recovery.ts). A segment whose seal was interrupted is scanned and sealed again
+ * by {@link SegmentLog.sealInterrupted}. The log does not lock its directory: its owner does
+ * (the event store holds `LOCK` in the store directory).
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -122,7 +124,6 @@ export class SegmentLog {
   private closing = false;
   private closed = false;
   private commitEnd_: number;
-  private syncedBytes = 0;
   private readonly commitListeners = new Set<(commitEnd: number) => void>();
   private readonly intervalTimer: NodeJS.Timeout | undefined;
   private activeReads = 0;
@@ -135,7 +136,6 @@ export class SegmentLog {
     this.segments = segments;
     this.active = segments[segments.length - 1]!;
     this.commitEnd_ = this.active.nextPosition;
-    this.syncedBytes = this.active.committedBytes;
     if (options.durability === 'interval') {
       this.intervalTimer = setInterval(() => this.syncIfDirty(), options.fsyncIntervalMs);
       this.intervalTimer.unref();
@@ -144,6 +144,16 @@ export class SegmentLog {
 
   /** Opens (creating if needed) the log in `options.dir`, recovering the active segment's tail. */
   static async open(options: SegmentLogOptions): Promise<SegmentLog> {
+    const opened: Segment[] = [];
+    try {
+      return await SegmentLog.recover(options, opened);
+    } catch (err) {
+      await Promise.all(opened.map((s) => closeFd(s).catch(() => {})));
+      throw err;
+    }
+  }
+
+  private static async recover(options: SegmentLogOptions, opened: Segment[]): Promise<SegmentLog> {
     await fs.promises.mkdir(options.dir, { recursive: true });
     const names = await fs.promises.readdir(options.dir);
     await Promise.all(names.filter((n) => n.endsWith('.tmp')).map((n) => files.unlinkIfExists(path.join(options.dir, n))));
@@ -152,6 +162,7 @@ export class SegmentLog {
     const interrupted: Segment[] = [];
     for (const [i, base] of bases.entries()) {
       const segment = new Segment(options.dir, base);
+      opened.push(segment);
       const isLast = i === bases.length - 1;
       const sidecar = await readSidecar(segment);
       if (sidecar !== undefined) {
@@ -193,7 +204,8 @@ export class SegmentLog {
 
   /**
    * Seals the segments whose seal was interrupted by a crash (found on open). The layer above
-   * calls it once it can answer `onSeal` for them. Reads work before it; appends must wait.
+   * calls it once it can answer `onSeal` for them, before it appends anything (the event store
+   * does so inside `EventStore.open`). Reads work before it.
    */
   async sealInterrupted(): Promise<void> {
     while (this.interrupted.length > 0) {
@@ -302,7 +314,7 @@ export class SegmentLog {
   }
 
   private syncIfDirty(): void {
-    if (this.failure === undefined && !this.closing && this.active.writtenBytes > this.syncedBytes) {
+    if (this.failure === undefined && !this.closing && this.active.writtenBytes > this.active.syncedBytes) {
       this.flush().catch(() => {}); // A failure is recorded in this.failure and reported to appenders.
     }
   }
@@ -374,8 +386,11 @@ export class SegmentLog {
     }
     if (this.options.durability === 'fsync' || forceSync) {
       if (touched.length === 0 && this.active.created) touched.push(this.active);
-      for (const segment of touched) await files.fdatasync(segment.fd!);
-      this.syncedBytes = this.active.writtenBytes;
+      for (const segment of touched) {
+        const written = segment.writtenBytes;
+        await files.fdatasync(segment.fd!);
+        segment.syncedBytes = written;
+      }
     }
     for (const segment of touched) await this.persistIndexEntries(segment);
   }
@@ -416,11 +431,16 @@ export class SegmentLog {
     if (this.options.durability !== 'none') await files.fsyncDir(this.options.dir);
   }
 
-  /** Appends to the index file the entries that point at data already written. */
+  /**
+   * Appends to the index file the entries that point into data already fdatasync'd, never
+   * further: recovery trusts everything before the last entry that checks out, so an entry
+   * must not reach the disk before the data it points past (under `interval` and `none`
+   * durability the entries wait for the next sync).
+   */
   private async persistIndexEntries(segment: Segment): Promise<void> {
     const index = segment.index!;
     let upTo = index.length;
-    while (upTo > index.persistedCount && index.at(upTo - 1).byteOffset >= segment.writtenBytes) upTo--;
+    while (upTo > index.persistedCount && index.at(upTo - 1).byteOffset >= segment.syncedBytes) upTo--;
     if (upTo === index.persistedCount) return;
     const entries = index.encode(index.persistedCount).subarray(0, (upTo - index.persistedCount) * 8);
     segment.indexFd ??= await files.open(segment.indexFile, fs.constants.O_WRONLY | fs.constants.O_CREAT);
@@ -559,7 +579,7 @@ export class SegmentLog {
     this.activeReads++;
     segment.readers++;
     try {
-      segment.opening ??= segment.fd === undefined ? files.open(segment.logFile, 'r').then((fd) => void (segment.fd = fd)) : Promise.resolve();
+      segment.opening ??= segment.fd === undefined ? openForReading(segment) : Promise.resolve();
       await segment.opening;
       segment.lastUsed = ++this.useCounter;
       return await read();
@@ -624,6 +644,7 @@ export class SegmentLog {
     if (this.failure === undefined && this.active.created) {
       await this.trimPreallocation(this.active);
       await files.fsync(this.active.fd!);
+      this.active.syncedBytes = this.active.writtenBytes;
       await this.persistIndexEntries(this.active);
     }
     if (this.activeReads > 0) await new Promise<void>((resolve) => (this.readsDrained = resolve));
@@ -651,6 +672,16 @@ function applySidecar(segment: Segment, sidecar: SegmentSidecar): void {
   segment.nextPosition = segment.committedEnd = sidecar.lastPosition + 1;
   segment.firstTimestamp = sidecar.firstTimestamp;
   segment.lastTimestamp = sidecar.lastTimestamp;
+}
+
+async function openForReading(segment: Segment): Promise<void> {
+  try {
+    segment.fd = await files.open(segment.logFile, 'r');
+  } catch (err) {
+    segment.opening = undefined;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CorruptFileError(segment.logFile, 'the data file of a sealed segment is missing', { cause: err });
+    throw err;
+  }
 }
 
 async function closeFd(segment: Segment): Promise<void> {

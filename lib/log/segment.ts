@@ -42,6 +42,8 @@ export class Segment {
   reservedBytes = 0;
   writtenBytes = 0;
   committedBytes = 0;
+  /** Bytes known to be fdatasync'd (index entries are persisted only below this). */
+  syncedBytes = 0;
   /** Size of the file, zero-filled preallocated tail included (see SegmentLog.preallocate). */
   allocatedBytes = 0;
   /** Position after the last reserved record. */

@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { batchBytes } from '../../lib/log/record-batch.js';
-import { SegmentLog } from '../../lib/log/segment-log.js';
+import { SegmentLog, type SegmentLogOptions } from '../../lib/log/segment-log.js';
 import { segmentFile } from '../../lib/log/segment-files.js';
 import { logOptions } from './log.js';
 
@@ -118,8 +118,14 @@ export async function expectExactly(log: SegmentLog, expected: readonly WrittenB
  * Opens the damaged log and seals what a crash left unsealed, checks it holds exactly
  * `survivors`, appends one more batch, reopens and checks again.
  */
-export async function expectRecovered(dir: string, survivors: readonly WrittenBatch[], context: string, afterOpen?: () => void): Promise<void> {
-  let log = await SegmentLog.open(logOptions(dir));
+export async function expectRecovered(
+  dir: string,
+  survivors: readonly WrittenBatch[],
+  context: string,
+  afterOpen?: () => void,
+  overrides: Partial<SegmentLogOptions> = {},
+): Promise<void> {
+  let log = await SegmentLog.open(logOptions(dir, overrides));
   let extra: WrittenBatch;
   try {
     await log.sealInterrupted();
@@ -129,7 +135,7 @@ export async function expectRecovered(dir: string, survivors: readonly WrittenBa
   } finally {
     await log.close();
   }
-  log = await SegmentLog.open(logOptions(dir));
+  log = await SegmentLog.open(logOptions(dir, overrides));
   try {
     await expectExactly(log, [...survivors, extra], `${context}, after an append and a reopen`);
   } finally {

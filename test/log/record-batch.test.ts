@@ -167,6 +167,7 @@ describe('record batch', () => {
       ['base position', (b) => b.writeUInt32LE(0x20_0000, 20), /impossible header fields/],
       ['timestamp', (b) => b.writeUInt32LE(0xffff_ffff, 32), /impossible header fields/],
       ['record count vs lengths', (b) => b.writeUInt32LE(2, 24), /record lengths do not match/],
+      ['huge record count', (b) => b.writeUInt32LE(0xffff_ffff, 24), /record lengths do not match/],
       ['record length', (b) => b.writeUInt32LE(6, BATCH_HEADER_BYTES), /record lengths do not match/],
     ];
     for (const [, damage, reason] of cases) {

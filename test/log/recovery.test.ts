@@ -4,8 +4,10 @@ import path from 'node:path';
 import { CorruptRecordError } from '../../lib/errors.js';
 import { encodeBatch } from '../../lib/log/record-batch.js';
 import { SegmentLog } from '../../lib/log/segment-log.js';
+import { READ_CHUNK_BYTES } from '../../lib/log/segment.js';
 import {
   activeBase,
+  appendBatch,
   buildLog,
   end,
   expectRecovered,
@@ -224,3 +226,49 @@ describe('recovery of a damaged active index', () => {
     await expectRecovered(tmp.path, survivorsOf(f, cut), 'torn tail and torn index');
   });
 });
+
+describe('recovery across read-chunk boundaries', () => {
+  const tmp = useTempDir();
+  const BIG = { segmentBytes: 16 << 20, indexIntervalBytes: 64 << 10 };
+
+  /** About 1.5 MiB in one segment: small batches around batches larger than READ_CHUNK_BYTES. */
+  async function setupBig(): Promise<{ written: WrittenBatch[]; snap: Snapshot; logFile: string; indexFile: string }> {
+    const random = rng(77);
+    const log = await SegmentLog.open(logOptions(tmp.path, BIG));
+    const written: WrittenBatch[] = [];
+    for (const size of [3000, 300_000, 70_000, 600_000, 5, 200_000, 260_000, 40_000]) {
+      for (let i = 0; i < 3; i++) written.push(await appendBatch(log, [Buffer.from([i]), randomBytes(random, size + i)]));
+    }
+    await log.close();
+    return { written, snap: snapshot(tmp.path), logFile: fileOf(tmp.path, 0, '.log'), indexFile: fileOf(tmp.path, 0, '.index') };
+  }
+
+  it('recovers every batch of a large segment scanned from the start, and cuts a torn one', async () => {
+    const f = await setupBig();
+    const size = fs.statSync(f.logFile).size;
+    expect(size).to.be.greaterThan(4 * READ_CHUNK_BYTES);
+    const batchAt = (at: number): WrittenBatch => f.written.find((b) => b.byteOffset <= at && at < end(b))!;
+    const points = [READ_CHUNK_BYTES - 1, READ_CHUNK_BYTES + 7, 2 * READ_CHUNK_BYTES, batchAt(3 * READ_CHUNK_BYTES).byteOffset + 30, size - 2];
+    for (const at of points) {
+      for (const [what, damage] of [
+        ['cut', () => fs.truncateSync(f.logFile, at)],
+        ['flipped', () => flipByte(f.logFile, at, 0x80)],
+      ] as const) {
+        restore(tmp.path, f.snap);
+        damage();
+        fs.rmSync(f.indexFile);
+        const survivors = f.written.filter((b) => end(b) <= at);
+        await expectRecovered(tmp.path, survivors, `${what} at ${at} of a large segment`, undefined, BIG);
+      }
+    }
+    restore(tmp.path, f.snap);
+    fs.appendFileSync(f.logFile, Buffer.alloc(300_000));
+    await expectRecovered(tmp.path, f.written, 'large zero tail', () => expect(fs.statSync(f.logFile).size).to.equal(size), BIG);
+  });
+});
+
+function randomBytes(random: ReturnType<typeof rng>, length: number): Buffer {
+  const buf = Buffer.alloc(length);
+  for (let i = 0; i < length; i += 4) buf.writeUInt32LE(random.int(2 ** 32), i - (i + 4 > length ? i + 4 - length : 0));
+  return buf;
+}

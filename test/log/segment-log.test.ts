@@ -128,6 +128,29 @@ describe('SegmentLog', () => {
     await log.close();
   });
 
+  // Recovery trusts everything before the last index entry that checks out, so an entry must
+  // never reach the disk before the data it points past.
+  it('persists no index entry past the data fdatasync\'d so far under interval durability', async () => {
+    const syncedBytes: number[] = [0];
+    const mutableFs = fs as { fdatasync: typeof fs.fdatasync };
+    const fdatasync = fs.fdatasync;
+    mutableFs.fdatasync = ((fd: number, callback: fs.NoParamCallback) => {
+      syncedBytes.push(fs.fstatSync(fd).size);
+      fdatasync(fd, callback);
+    }) as typeof fs.fdatasync;
+    const log = await SegmentLog.open(logOptions(tmp.path, { durability: 'interval', fsyncIntervalMs: 60_000, segmentBytes: 1 << 20 }));
+    try {
+      for (let i = 0; i < 20; i++) await log.append(records(`record ${i} ${'x'.repeat(60)}`)).committed;
+      const indexFile = path.join(tmp.path, '00000000000000000000.index');
+      const index = fs.existsSync(indexFile) ? fs.readFileSync(indexFile) : Buffer.alloc(0);
+      const lastIndexed = index.length === 0 ? 0 : index.readUInt32LE(index.length - 4);
+      expect(lastIndexed).to.be.lessThan(Math.max(1, ...syncedBytes));
+    } finally {
+      mutableFs.fdatasync = fdatasync;
+      await log.close();
+    }
+  });
+
   it('refuses appends after close', async () => {
     const log = await SegmentLog.open(logOptions(tmp.path));
     await log.close();
