@@ -31,7 +31,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Clock } from '../clock.js';
-import { CorruptFileError, StoreClosedError, StoreFailedError } from '../errors.js';
+import { CorruptFileError, CorruptRecordError, StoreClosedError, StoreFailedError } from '../errors.js';
 import { crc32c } from './crc.js';
 import * as files from './files.js';
 import { OffsetIndex } from './offset-index.js';
@@ -540,7 +540,15 @@ export class SegmentLog {
       let first = floor;
       while (first >= 0 && endByteOffset - index.at(first).byteOffset < maxBytes) first--;
       const start = index.at(first);
-      const batches = await segment.readBatches(start.byteOffset, segment.basePosition + start.relativePosition, endByteOffset - start.byteOffset, Math.min(endByteOffset, segment.committedBytes));
+      const end = Math.min(endByteOffset, segment.committedBytes);
+      const batches = await segment.readBatches(start.byteOffset, segment.basePosition + start.relativePosition, end - start.byteOffset, end);
+      // Batches tile the range between index entries exactly; a gap means a damaged length
+      // field, which must not turn into silently skipped events.
+      const last = batches[batches.length - 1];
+      const reached = last === undefined ? start.byteOffset : last.byteOffset + last.batchLength;
+      if (reached !== end) {
+        throw new CorruptRecordError({ file: segment.logFile, byteOffset: reached, reason: `batches end at byte ${reached}, not at the next index entry's ${end}` });
+      }
       return batches.filter((b) => b.basePosition <= position);
     });
   }

@@ -127,7 +127,10 @@ export class Segment {
         at = 0;
         continue;
       }
-      if (!check.ok || check.header === undefined) throw corruptBatch(this.logFile, cursor, check, position);
+      if (!check.ok || check.header === undefined) {
+        if (batches.length > 0) break; // Yield the intact batches first; the next read throws.
+        throw corruptBatch(this.logFile, cursor, check, position);
+      }
       const records = decodeRecords(buf, at, check.header);
       if (records === undefined) {
         throw new CorruptRecordError({ file: this.logFile, byteOffset: cursor, reason: 'record lengths do not match the batch length', position });

@@ -92,7 +92,10 @@ export class EventStore {
    * `'stream_exists'`, when they are the stream's last events.
    */
   appendToStream(streamId: string, events: readonly EventData[], options: AppendOptions = {}): Promise<AppendResult> {
-    const request: AppendRequest = { streamId, events, expectedRevision: options?.expectedRevision ?? 'any' };
+    if (typeof options !== 'object' || options === null) {
+      return Promise.reject(new ValidationError([{ path: 'options', constraint: 'isObject', message: "must be an object such as { expectedRevision: 'any' }" }]));
+    }
+    const request: AppendRequest = { streamId, events, expectedRevision: options.expectedRevision ?? 'any' };
     return this.append([request], () => '').then((results) => results[0]!);
   }
 
@@ -148,7 +151,11 @@ export class EventStore {
       results.push(checks[i] === 'maybe_retry' ? await this.earlierResult(request, heads[i]!) : undefined);
     }
     if (results.every((r) => r !== undefined)) return results as AppendResult[];
-    const conflict = prepared.findIndex((r, i) => checks[i] === 'conflict' || (results[i] === undefined && r.expectedRevision !== 'any' && r.expectedRevision !== 'stream_exists'));
+    // A conflict: a failed check, or a suspected retry that was not one, unless it expected
+    // 'any'/'stream_exists' (then its last id merely matched and it may go ahead).
+    const conflict = prepared.findIndex(
+      (r, i) => checks[i] === 'conflict' || (checks[i] === 'maybe_retry' && results[i] === undefined && r.expectedRevision !== 'any' && r.expectedRevision !== 'stream_exists'),
+    );
     if (conflict >= 0) {
       const { streamId, expectedRevision } = prepared[conflict]!;
       throw new WrongExpectedRevisionError(streamId, expectedRevision, this.index.head(streamId)?.revision ?? 'no_stream');

@@ -18,6 +18,13 @@ export interface ReadContext {
   assertOpen(): void;
 }
 
+function checkOptionsObject<T extends object>(options: T | null | undefined, failures: ValidationFailure[]): T {
+  if (options === undefined) return {} as T;
+  if (typeof options === 'object' && options !== null) return options;
+  failures.push({ path: 'options', constraint: 'isObject', message: 'must be an object (or left out)' });
+  return {} as T;
+}
+
 function checkReadOptions(direction: unknown, maxCount: unknown, from: unknown, fromName: string, failures: ValidationFailure[]): void {
   if (direction !== undefined && direction !== 'forwards' && direction !== 'backwards') {
     failures.push({ path: 'options.direction', constraint: 'isDirection', message: "must be 'forwards' or 'backwards'" });
@@ -31,9 +38,10 @@ function checkReadOptions(direction: unknown, maxCount: unknown, from: unknown, 
 }
 
 /** Events of one stream; see EventStore.readStream. */
-export async function* readStream(context: ReadContext, streamId: string, options: ReadStreamOptions = {}): AsyncIterableIterator<RecordedEvent> {
+export async function* readStream(context: ReadContext, streamId: string, givenOptions?: ReadStreamOptions | null): AsyncIterableIterator<RecordedEvent> {
   context.assertOpen();
   const failures: ValidationFailure[] = [];
+  const options = checkOptionsObject(givenOptions, failures);
   if (typeof streamId !== 'string') failures.push({ path: 'streamId', constraint: 'isString', message: 'must be a string' });
   checkReadOptions(options.direction, options.maxCount, options.fromRevision, 'fromRevision', failures);
   if (failures.length > 0) throw new ValidationError(failures);
@@ -98,12 +106,13 @@ function compileFilter(filter: EventFilter | undefined): ((record: Buffer) => bo
 }
 
 /** Events of all streams in position order; see EventStore.readAll. */
-export async function* readAll(context: ReadContext, options: ReadAllOptions = {}): AsyncIterableIterator<RecordedEvent> {
+export async function* readAll(context: ReadContext, givenOptions?: ReadAllOptions | null): AsyncIterableIterator<RecordedEvent> {
   context.assertOpen();
   const failures: ValidationFailure[] = [];
+  const options = checkOptionsObject(givenOptions, failures);
   checkReadOptions(options.direction, options.maxCount, options.fromPosition, 'fromPosition', failures);
   const { filter } = options;
-  if (filter !== undefined && (typeof filter !== 'object' || (filter.streamPrefix !== undefined && typeof filter.streamPrefix !== 'string' && !Array.isArray(filter.streamPrefix)) || (filter.eventTypes !== undefined && !Array.isArray(filter.eventTypes)))) {
+  if (filter !== undefined && (typeof filter !== 'object' || filter === null || (filter.streamPrefix !== undefined && typeof filter.streamPrefix !== 'string' && !Array.isArray(filter.streamPrefix)) || (filter.eventTypes !== undefined && !Array.isArray(filter.eventTypes)))) {
     failures.push({ path: 'options.filter', constraint: 'isFilter', message: 'must be { streamPrefix?: string | string[], eventTypes?: string[] }' });
   }
   if (failures.length > 0) throw new ValidationError(failures);

@@ -41,6 +41,8 @@ function nameProblem(value: unknown): string | undefined {
   if (value.length === 0) return 'must not be empty';
   if (value.length > MAX_NAME_BYTES / 3 && Buffer.byteLength(value) > MAX_NAME_BYTES) return `must be at most ${MAX_NAME_BYTES} bytes of UTF-8`;
   if (!NO_CONTROL_CHARACTERS.test(value)) return 'must not contain control characters';
+  // An unpaired surrogate would be stored as U+FFFD and read back as another name.
+  if (!value.isWellFormed()) return 'must be well-formed Unicode (it holds an unpaired surrogate)';
   return undefined;
 }
 
@@ -184,7 +186,7 @@ export class AppendValidator {
         failures.push({ path: `${prefix}streamId`, constraint: 'unique', message: 'appears twice in one append: put all its events in one request' });
       }
       seenStreams.add(streamId);
-      checkExpectedRevision(request?.expectedRevision ?? 'any', `${prefix}expectedRevision`, failures);
+      checkExpectedRevision(request?.expectedRevision ?? 'any', prefix === '' ? 'options.expectedRevision' : `${prefix}expectedRevision`, failures);
       const events = this.prepareEvents(request?.events, streamErrors.length === 0 ? streamId : '', `${prefix}events`, failures);
       for (const event of events) totalBytes += event.maxFramedBytes;
       prepared.push({ streamId, events, expectedRevision: request?.expectedRevision ?? 'any' });
@@ -237,7 +239,8 @@ export class AppendValidator {
   }
 
   private validateData(event: EventData, path: string, failures: ValidationFailure[]): void {
-    const EventClass = this.eventClasses[event.type];
+    // Own properties only: an event type such as 'constructor' or 'toString' has no class.
+    const EventClass = Object.hasOwn(this.eventClasses, event.type) ? this.eventClasses[event.type] : undefined;
     if (EventClass === undefined) return;
     if (typeof event.data !== 'object' || event.data === null || Array.isArray(event.data)) {
       failures.push({ path: path.slice(0, -1), constraint: 'isObject', message: `must be an object: ${event.type} events are validated with ${EventClass.name}` });
