@@ -77,8 +77,13 @@ function applyRules(target: object, rules: Record<string, Rule>): void {
   }
 }
 
+/** The rules as [field, rule] pairs, for the hot path (no for-in over an object per call). */
+const RULE_LISTS = new Map<Record<string, Rule>, [string, Rule][]>();
+
 function passes(input: Record<string, unknown>, rules: Record<string, Rule>): boolean {
-  for (const field in rules) if (rules[field]!(input[field]) !== undefined) return false;
+  let list = RULE_LISTS.get(rules);
+  if (list === undefined) RULE_LISTS.set(rules, (list = Object.entries(rules)));
+  for (let i = 0; i < list.length; i++) if (list[i]![1](input[list[i]![0]]) !== undefined) return false;
   return true;
 }
 
@@ -204,24 +209,30 @@ export class AppendValidator {
       return [];
     }
     const prepared: PreparedEvent[] = [];
-    const ids = new Set<string>();
-    events.forEach((event: EventData, i) => {
-      const at = `${path}[${i}]`;
+    // Duplicate ids are only possible with several events; a set is made only then.
+    const ids = events.length > 1 ? new Set<string>() : undefined;
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i] as EventData;
       const before = failures.length;
+      // Paths are built only for failures: this loop runs for every event appended.
       if (typeof event !== 'object' || event === null) {
-        failures.push({ path: at, constraint: 'isObject', message: 'must be an object { type, data, metadata?, id? }' });
-        return;
+        failures.push({ path: `${path}[${i}]`, constraint: 'isObject', message: 'must be an object { type, data, metadata?, id? }' });
+        continue;
       }
-      for (const key of Object.keys(event)) {
-        if (!EVENT_KEYS.has(key)) failures.push({ path: `${at}.${key}`, constraint: 'unknownProperty', message: 'is not an event field: use type, data, metadata and id' });
+      for (const key in event) {
+        if (!EVENT_KEYS.has(key)) failures.push({ path: `${path}[${i}].${key}`, constraint: 'unknownProperty', message: 'is not an event field: use type, data, metadata and id' });
       }
-      const input = { type: event.type, id: event.id, data: event.data, metadata: event.metadata };
-      if (!passes(input, EVENT_RULES)) flatten(validateSync(Object.assign(new EventInput(), input)), `${at}.`, failures);
-      if (failures.length === before) this.validateData(event, `${at}.data.`, failures);
+      if (!passes(event as unknown as Record<string, unknown>, EVENT_RULES)) {
+        const input = { type: event.type, id: event.id, data: event.data, metadata: event.metadata };
+        flatten(validateSync(Object.assign(new EventInput(), input)), `${path}[${i}].`, failures);
+      }
+      if (failures.length === before) this.validateData(event, () => `${path}[${i}].data.`, failures);
       const id = typeof event.id === 'string' ? event.id.toLowerCase() : crypto.randomUUID();
-      if (ids.has(id)) failures.push({ path: `${at}.id`, constraint: 'unique', message: 'repeats an earlier event id of this append' });
-      ids.add(id);
-      if (failures.length > before) return;
+      if (ids !== undefined) {
+        if (ids.has(id)) failures.push({ path: `${path}[${i}].id`, constraint: 'unique', message: 'repeats an earlier event id of this append' });
+        ids.add(id);
+      }
+      if (failures.length > before) continue;
       const data = JSON.stringify(event.data);
       const metadata = event.metadata === undefined ? undefined : JSON.stringify(event.metadata);
       const maxFramedBytes = maxFramedRecordBytes(streamId, event.type, data, metadata);
@@ -229,24 +240,24 @@ export class AppendValidator {
       if (maxFramedBytes > this.maxEventBytes) {
         const bytes = recordBytes(streamId, event.type, data, metadata);
         if (bytes > this.maxEventBytes) {
-          failures.push({ path: at, constraint: 'maxEventBytes', message: `encodes to ${bytes} bytes; the limit is maxEventBytes = ${this.maxEventBytes}: store large payloads elsewhere and keep a reference` });
-          return;
+          failures.push({ path: `${path}[${i}]`, constraint: 'maxEventBytes', message: `encodes to ${bytes} bytes; the limit is maxEventBytes = ${this.maxEventBytes}: store large payloads elsewhere and keep a reference` });
+          continue;
         }
       }
       prepared.push({ id, type: event.type, data, metadata, maxFramedBytes });
-    });
+    }
     return prepared;
   }
 
-  private validateData(event: EventData, path: string, failures: ValidationFailure[]): void {
+  private validateData(event: EventData, pathOf: () => string, failures: ValidationFailure[]): void {
     // Own properties only: an event type such as 'constructor' or 'toString' has no class.
     const EventClass = Object.hasOwn(this.eventClasses, event.type) ? this.eventClasses[event.type] : undefined;
     if (EventClass === undefined) return;
     if (typeof event.data !== 'object' || event.data === null || Array.isArray(event.data)) {
-      failures.push({ path: path.slice(0, -1), constraint: 'isObject', message: `must be an object: ${event.type} events are validated with ${EventClass.name}` });
+      failures.push({ path: pathOf().slice(0, -1), constraint: 'isObject', message: `must be an object: ${event.type} events are validated with ${EventClass.name}` });
       return;
     }
     const instance = event.data instanceof EventClass ? event.data : Object.assign(new EventClass(), event.data);
-    flatten(validateSync(instance), path, failures);
+    flatten(validateSync(instance), pathOf(), failures);
   }
 }
