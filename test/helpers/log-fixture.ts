@@ -10,19 +10,11 @@ import { batchBytes } from '../../lib/log/record-batch.js';
 import { SegmentLog, type SegmentLogOptions } from '../../lib/log/segment-log.js';
 import { segmentFile } from '../../lib/log/segment-files.js';
 import { logOptions } from './log.js';
+import { seededRandom } from './random.js';
 
-/** Seeded PRNG (mulberry32): `next()` in [0, 1), `int(n)` in [0, n). */
-export function rng(seed: number): { next(): number; int(n: number): number } {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { next, int: (n) => Math.floor(next() * n) };
-}
+/** Seeded PRNG: `next()` in [0, 1), `int(n)` in [0, n). */
+export const rng = seededRandom;
+
 
 /** One appended batch and where it went. */
 export interface WrittenBatch {

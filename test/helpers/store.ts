@@ -6,20 +6,9 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { EventStore, type EventData, type EventStoreOptions, type RecordedEvent } from '../../lib/index.js';
+import { seededRandom as rng } from './random.js';
 import { ManualClock } from './temp-dir.js';
 
-/** Seeded PRNG (mulberry32): `int(n)` in [0, n). */
-function rng(seed: number): { int(n: number): number } {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { int: (n) => Math.floor(next() * n) };
-}
 
 /** Tiny segments and index intervals so that rolling and sealing happen in nearly every test. */
 export function storeOptions(dir: string, overrides: Partial<EventStoreOptions> = {}): EventStoreOptions {
