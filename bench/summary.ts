@@ -1,0 +1,93 @@
+/**
+ * The issue's reference numbers (same machine class) and the targets, and the final
+ * `{"bench":"summary"}` line that sets our measurements beside them.
+ */
+
+/** Events per second unless the name says otherwise; from the issue, not measured here. */
+export const REFERENCE = Object.freeze({
+  raw_fdatasync_per_call_events_per_sec: 6_700,
+  raw_group_commit_events_per_sec: 80_000,
+  sqlite_wal_full_W1_events_per_sec: 7_400,
+  sqlite_wal_full_W2_events_per_sec: 6_900,
+  sqlite_wal_full_W3_events_per_sec: 180_000,
+  sqlite_wal_full_W4_events_per_sec: 440_000,
+  sqlite_wal_full_W5_ms: 2.3,
+});
+
+/** What the run measured (undefined when that workload did not run). */
+export interface Measured {
+  W1_ratio_median_of_rounds?: number;
+  W2_ratio_median_of_rounds?: number;
+  raw_a_events_per_sec?: number;
+  raw_b_events_per_sec?: number;
+  W1_events_per_sec?: number;
+  W1_p50_ms?: number;
+  W1_p99_ms?: number;
+  W2_events_per_sec?: number;
+  W3_events_per_sec?: number;
+  /** Raw write + fdatasync of 100 framed records at a time, interleaved with W3 (its I/O floor). */
+  raw_batch_events_per_sec?: number;
+  W3_none_events_per_sec?: number;
+  W4_reopen_ms?: number;
+  W4_reopen_unclean_ms?: number;
+  W4_events_per_sec?: number;
+  W5_median_ms?: number;
+  W5_first_ms?: number;
+}
+
+interface Target {
+  readonly name: string;
+  readonly target: string;
+  readonly measured: number | undefined;
+  readonly threshold: number | undefined;
+  readonly pass: boolean | undefined;
+  /** For the interleaved ratios: the verdict by the median of the per-round ratios (robust to fdatasync stalls). */
+  readonly pass_by_median_of_rounds?: boolean | undefined;
+}
+
+const r3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+function atLeast(name: string, target: string, measured: number | undefined, threshold: number | undefined): Target {
+  return { name, target, measured, threshold, pass: measured === undefined || threshold === undefined ? undefined : measured >= threshold };
+}
+
+function atMost(name: string, target: string, measured: number | undefined, threshold: number): Target {
+  return { name, target, measured, threshold, pass: measured === undefined ? undefined : measured <= threshold };
+}
+
+function ratio(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined || b === undefined ? undefined : r3(a / b);
+}
+
+export function summaryLine(m: Measured): Record<string, unknown> & { bench: string } {
+  const w1Ratio = ratio(m.W1_events_per_sec, m.raw_a_events_per_sec);
+  const w2Ratio = ratio(m.W2_events_per_sec, m.raw_b_events_per_sec);
+  const byMedian = (median: number | undefined, threshold: number): { pass_by_median_of_rounds?: boolean } => (median === undefined ? {} : { pass_by_median_of_rounds: median >= threshold });
+  const targets: Target[] = [
+    { ...atLeast('W1/raw_fdatasync', 'ratio >= 0.9', w1Ratio, w1Ratio === undefined ? undefined : 0.9), ...byMedian(m.W1_ratio_median_of_rounds, 0.9) },
+    { ...atLeast('W2/raw_group_commit', 'ratio >= 1.0', w2Ratio, w2Ratio === undefined ? undefined : 1.0), ...byMedian(m.W2_ratio_median_of_rounds, 1.0) },
+    atLeast('W3 events/s', '>= 180000 (SQLite reference)', m.W3_events_per_sec, REFERENCE.sqlite_wal_full_W3_events_per_sec),
+    atLeast('W4 readAll events/s', '>= 440000 (SQLite reference)', m.W4_events_per_sec, REFERENCE.sqlite_wal_full_W4_events_per_sec),
+    atMost('W5 readStream median ms', '<= 2.3 (SQLite reference)', m.W5_median_ms, REFERENCE.sqlite_wal_full_W5_ms),
+    atMost('W4 reopen ms', '< 100', m.W4_reopen_ms, 100 - Number.EPSILON),
+  ];
+  return {
+    bench: 'summary',
+    reference: REFERENCE,
+    measured: m,
+    ratios: {
+      W1_vs_raw_fdatasync: w1Ratio,
+      W2_vs_raw_group_commit: w2Ratio,
+      raw_a_vs_reference: ratio(m.raw_a_events_per_sec, REFERENCE.raw_fdatasync_per_call_events_per_sec),
+      raw_b_vs_reference: ratio(m.raw_b_events_per_sec, REFERENCE.raw_group_commit_events_per_sec),
+      W1_vs_sqlite: ratio(m.W1_events_per_sec, REFERENCE.sqlite_wal_full_W1_events_per_sec),
+      W2_vs_sqlite: ratio(m.W2_events_per_sec, REFERENCE.sqlite_wal_full_W2_events_per_sec),
+      W3_vs_raw_fdatasync_batch: ratio(m.W3_events_per_sec, m.raw_batch_events_per_sec),
+      W3_vs_sqlite: ratio(m.W3_events_per_sec, REFERENCE.sqlite_wal_full_W3_events_per_sec),
+      W4_vs_sqlite: ratio(m.W4_events_per_sec, REFERENCE.sqlite_wal_full_W4_events_per_sec),
+      W5_vs_sqlite: ratio(m.W5_median_ms, REFERENCE.sqlite_wal_full_W5_ms),
+    },
+    targets,
+    missed: targets.filter((t) => t.pass === false).map((t) => t.name),
+  };
+}
