@@ -72,6 +72,21 @@ export class OffsetIndex {
     return this.at(this.floorIndex(relativePosition));
   }
 
+  /**
+   * Byte offset of the first entry after `byteOffset`, or undefined. A batch starting at
+   * `byteOffset` ends at or before it (entries sit at batch starts), which sizes a read.
+   */
+  nextByteOffsetAfter(byteOffset: number): number | undefined {
+    let lo = 0;
+    let hi = this.byteOffsets.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.byteOffsets[mid]! <= byteOffset) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < this.byteOffsets.length ? this.byteOffsets[lo] : undefined;
+  }
+
   /** Drops entries from `count` on (used when recovery truncates the data). */
   truncate(count: number): void {
     this.relativePositions.length = count;

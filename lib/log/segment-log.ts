@@ -557,7 +557,7 @@ export class SegmentLog {
   async readBatchAt(segmentBase: number, byteOffset: number): Promise<LocatedBatch> {
     const segment = this.segmentFor(segmentBase);
     assert(segment.basePosition === segmentBase, `no segment starts at ${segmentBase}`);
-    return this.withReader(segment, () => segment.readBatchAt(byteOffset));
+    return this.withReader(segment, async () => segment.readBatchAt(byteOffset, (await this.indexOf(segment)).nextByteOffsetAfter(byteOffset)));
   }
 
   /** The segments, oldest first. */

@@ -144,12 +144,16 @@ export class Segment {
     return batches;
   }
 
-  /** Reads and checks the one batch at `byteOffset`. */
-  async readBatchAt(byteOffset: number): Promise<LocatedBatch> {
+  /**
+   * Reads and checks the one batch at `byteOffset`. `endHint`, the next offset-index entry after
+   * it, bounds the batch's length, so one read usually fetches exactly the batch.
+   */
+  async readBatchAt(byteOffset: number, endHint?: number): Promise<LocatedBatch> {
     if (byteOffset >= this.committedBytes) {
       throw new CorruptRecordError({ file: this.logFile, byteOffset, reason: `no batch here: the segment holds ${this.committedBytes} bytes` });
     }
-    const [batch] = await this.readBatches(byteOffset, undefined, 16 * 1024, byteOffset + 1);
+    const guess = endHint === undefined ? 16 * 1024 : Math.max(endHint - byteOffset, BATCH_HEADER_BYTES);
+    const [batch] = await this.readBatches(byteOffset, undefined, guess, byteOffset + 1);
     assert(batch !== undefined);
     return batch;
   }

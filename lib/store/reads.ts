@@ -1,13 +1,14 @@
 /**
  * Reading events: `readAll` walks the log in position order; `readStream` walks one stream's
  * parts (stream-index.ts) and reads only the batches holding its events. Both are async
- * iterators that read a page (a chunk of the log, or one batch) at a time, never the whole
- * result, and yield only acknowledged events.
+ * iterators (page-iterator.ts) that decode a page (a chunk of the log, or one batch) at a time,
+ * never the whole result, and yield only acknowledged events.
  */
 import { ValidationError, type ValidationFailure } from '../errors.js';
 import type { SegmentLog } from '../log/segment-log.js';
 import type { LocatedBatch } from '../log/segment.js';
 import { decodeEvent, decodeRecordHead } from './codec.js';
+import { PageIterator } from './page-iterator.js';
 import type { StreamIndex } from './stream-index.js';
 import type { StreamPart } from './stream-index-file.js';
 import type { EventFilter, ReadAllOptions, ReadStreamOptions, RecordedEvent } from './types.js';
@@ -37,8 +38,18 @@ function checkReadOptions(direction: unknown, maxCount: unknown, from: unknown, 
   }
 }
 
-/** Events of one stream; see EventStore.readStream. */
-export async function* readStream(context: ReadContext, streamId: string, givenOptions?: ReadStreamOptions | null): AsyncIterableIterator<RecordedEvent> {
+type Page = RecordedEvent[] | undefined;
+
+/** Events of one stream; see EventStore.readStream. Validation errors reject the first `next()`. */
+export function readStream(context: ReadContext, streamId: string, givenOptions?: ReadStreamOptions | null): AsyncIterableIterator<RecordedEvent> {
+  let nextPage: (() => Promise<Page>) | undefined;
+  return new PageIterator(async () => {
+    nextPage ??= await startStreamRead(context, streamId, givenOptions);
+    return nextPage();
+  });
+}
+
+async function startStreamRead(context: ReadContext, streamId: string, givenOptions: ReadStreamOptions | null | undefined): Promise<() => Promise<Page>> {
   context.assertOpen();
   const failures: ValidationFailure[] = [];
   const options = checkOptionsObject(givenOptions, failures);
@@ -46,51 +57,121 @@ export async function* readStream(context: ReadContext, streamId: string, givenO
   checkReadOptions(options.direction, options.maxCount, options.fromRevision, 'fromRevision', failures);
   if (failures.length > 0) throw new ValidationError(failures);
   const head = context.index.head(streamId);
-  let remaining = options.maxCount ?? Number.POSITIVE_INFINITY;
-  if (head === undefined || remaining === 0) return;
+  const remaining = options.maxCount ?? Number.POSITIVE_INFINITY;
+  if (head === undefined || remaining === 0) return async () => undefined;
   const backwards = options.direction === 'backwards';
   const from = options.fromRevision === 'start' ? 0 : options.fromRevision === 'end' ? head.revision : (options.fromRevision ?? (backwards ? head.revision : 0));
-  const batches = new BatchReader(context.log);
-  if (backwards) {
-    for await (const part of context.index.partsNewestFirst(streamId)) {
-      for (let i = Math.min(part.count - 1, from - part.firstRevision); i >= 0; i--) {
-        const event = await batches.eventAt(part, i);
-        if (event === undefined) continue; // Not acknowledged yet.
-        yield event;
-        if (--remaining === 0) return;
-      }
-    }
-    return;
-  }
-  if (from > head.revision) return;
+  if (backwards) return streamPagesBackwards(context, streamId, from, remaining);
+  if (from > head.revision) return async () => undefined;
   const parts: StreamPart[] = [];
   for await (const part of context.index.partsNewestFirst(streamId)) {
     parts.push(part);
     if (part.firstRevision <= from) break;
   }
-  for (const part of parts.reverse()) {
-    for (let i = Math.max(0, from - part.firstRevision); i < part.count; i++) {
-      const event = await batches.eventAt(part, i);
-      if (event === undefined) return; // Not acknowledged yet, nor is anything after it.
-      yield event;
-      if (--remaining === 0) return;
-    }
-  }
+  return streamPagesForwards(context.log, parts.reverse(), from, remaining);
 }
 
-/** Reads each batch once for consecutive events of a stream that share it. */
+/** Pages of one batch each: the stream's consecutive events that share it. */
+function streamPagesForwards(log: SegmentLog, parts: StreamPart[], from: number, maxCount: number): () => Promise<Page> {
+  const batches = new BatchReader(log);
+  let remaining = maxCount;
+  let p = 0;
+  let i = parts.length === 0 ? 0 : Math.max(0, from - parts[0]!.firstRevision);
+  return async () => {
+    while (p < parts.length && i >= parts[p]!.count) {
+      p++;
+      i = 0;
+    }
+    const part = parts[p];
+    // Stop at the first event not acknowledged yet: nothing after it is either.
+    if (part === undefined || remaining === 0 || part.positionAt(i) >= log.commitEnd) return undefined;
+    if (!batches.holds(part, i)) await batches.fetch(part, i, 1, parts[p + 1]);
+    const page: RecordedEvent[] = [];
+    const byteOffset = part.batchOffsetAt(i);
+    while (i < part.count && remaining > 0 && part.batchOffsetAt(i) === byteOffset && part.positionAt(i) < log.commitEnd) {
+      page.push(batches.eventAt(part, i++));
+      remaining--;
+    }
+    return page;
+  };
+}
+
+function streamPagesBackwards(context: ReadContext, streamId: string, from: number, maxCount: number): () => Promise<Page> {
+  const { log } = context;
+  const batches = new BatchReader(log);
+  const parts = context.index.partsNewestFirst(streamId);
+  let remaining = maxCount;
+  let part: StreamPart | undefined;
+  let i = -1;
+  return async () => {
+    while (i < 0) {
+      const next = await parts.next();
+      if (next.done === true) return undefined;
+      part = next.value;
+      i = Math.min(part.count - 1, from - part.firstRevision);
+    }
+    if (remaining === 0) return undefined;
+    const current = part!;
+    const page: RecordedEvent[] = [];
+    const byteOffset = current.batchOffsetAt(i);
+    while (i >= 0 && remaining > 0 && current.batchOffsetAt(i) === byteOffset) {
+      if (current.positionAt(i) < log.commitEnd) {
+        if (!batches.holds(current, i)) await batches.fetch(current, i, -1);
+        page.push(batches.eventAt(current, i));
+        remaining--;
+      }
+      i--;
+    }
+    return page;
+  };
+}
+
+/**
+ * Fetches the batches of a stream's events: each batch once for the consecutive events that
+ * share it, decoding from the batch in hand without an `await`, and reading the stream's next
+ * batch ahead while the caller consumes the current one.
+ */
 class BatchReader {
   private batch: LocatedBatch | undefined;
+  private ahead: { segmentBase: number; byteOffset: number; batch: Promise<LocatedBatch> } | undefined;
   constructor(private readonly log: SegmentLog) {}
 
-  async eventAt(part: StreamPart, i: number): Promise<RecordedEvent | undefined> {
+  /** True when the batch of event `i` of `part` is in hand. */
+  holds(part: StreamPart, i: number): boolean {
+    const batch = this.batch;
+    return batch !== undefined && batch.segmentBase === part.segmentBase && batch.byteOffset === part.batchOffsetAt(i);
+  }
+
+  /** Event `i` of `part`, decoded from the batch in hand (see {@link holds}). */
+  eventAt(part: StreamPart, i: number): RecordedEvent {
+    const batch = this.batch!;
     const position = part.positionAt(i);
-    if (position >= this.log.commitEnd) return undefined;
+    return decodeEvent(batch.records[position - batch.basePosition]!, position, batch.timestamp);
+  }
+
+  /**
+   * Fetches the batch of event `i` of `part`, and starts reading the batch of the stream's next
+   * event in direction `step`: in `part`, or else the first batch of `nextPart`.
+   */
+  async fetch(part: StreamPart, i: number, step: 1 | -1, nextPart?: StreamPart): Promise<void> {
     const byteOffset = part.batchOffsetAt(i);
-    if (this.batch === undefined || this.batch.segmentBase !== part.segmentBase || this.batch.byteOffset !== byteOffset) {
-      this.batch = await this.log.readBatchAt(part.segmentBase, byteOffset);
-    }
-    return decodeEvent(this.batch.records[position - this.batch.basePosition]!, position, this.batch.timestamp);
+    const ahead = this.ahead;
+    this.batch =
+      ahead !== undefined && ahead.segmentBase === part.segmentBase && ahead.byteOffset === byteOffset
+        ? await ahead.batch
+        : await this.log.readBatchAt(part.segmentBase, byteOffset);
+    this.ahead = undefined;
+    let j = i + step;
+    while (j >= 0 && j < part.count && part.batchOffsetAt(j) === byteOffset) j += step;
+    if (j >= 0 && j < part.count) this.readAhead(part, j);
+    else if (nextPart !== undefined) this.readAhead(nextPart, step === 1 ? 0 : nextPart.count - 1);
+  }
+
+  private readAhead(part: StreamPart, i: number): void {
+    if (part.positionAt(i) >= this.log.commitEnd) return;
+    const batch = this.log.readBatchAt(part.segmentBase, part.batchOffsetAt(i));
+    batch.catch(() => {}); // Reported when (if) the caller gets to it.
+    this.ahead = { segmentBase: part.segmentBase, byteOffset: part.batchOffsetAt(i), batch };
   }
 }
 
@@ -105,8 +186,16 @@ function compileFilter(filter: EventFilter | undefined): ((record: Buffer) => bo
   };
 }
 
-/** Events of all streams in position order; see EventStore.readAll. */
-export async function* readAll(context: ReadContext, givenOptions?: ReadAllOptions | null): AsyncIterableIterator<RecordedEvent> {
+/** Events of all streams in position order; see EventStore.readAll. Validation errors reject the first `next()`. */
+export function readAll(context: ReadContext, givenOptions?: ReadAllOptions | null): AsyncIterableIterator<RecordedEvent> {
+  let nextPage: (() => Promise<Page>) | undefined;
+  return new PageIterator(async () => {
+    nextPage ??= startReadAll(context, givenOptions);
+    return nextPage();
+  });
+}
+
+function startReadAll(context: ReadContext, givenOptions: ReadAllOptions | null | undefined): () => Promise<Page> {
   context.assertOpen();
   const failures: ValidationFailure[] = [];
   const options = checkOptionsObject(givenOptions, failures);
@@ -119,37 +208,41 @@ export async function* readAll(context: ReadContext, givenOptions?: ReadAllOptio
   const { log } = context;
   const matches = compileFilter(filter);
   let remaining = options.maxCount ?? Number.POSITIVE_INFINITY;
-  if (remaining === 0) return;
   if (options.direction === 'backwards') {
     let position = options.fromPosition === 'start' ? log.startPosition : options.fromPosition === 'end' || options.fromPosition === undefined ? log.commitEnd - 1 : options.fromPosition;
-    while (position >= log.startPosition) {
+    return async () => {
+      if (remaining === 0 || position < log.startPosition) return undefined;
       const batches = await log.readBackward(position);
-      if (batches.length === 0) return;
-      for (let b = batches.length - 1; b >= 0; b--) {
+      if (batches.length === 0) return undefined;
+      const page: RecordedEvent[] = [];
+      for (let b = batches.length - 1; b >= 0 && remaining > 0; b--) {
         const batch = batches[b]!;
-        for (let i = Math.min(batch.recordCount - 1, position - batch.basePosition); i >= 0; i--) {
+        for (let i = Math.min(batch.recordCount - 1, position - batch.basePosition); i >= 0 && remaining > 0; i--) {
           const record = batch.records[i]!;
           if (matches !== undefined && !matches(record)) continue;
-          yield decodeEvent(record, batch.basePosition + i, batch.timestamp);
-          if (--remaining === 0) return;
+          page.push(decodeEvent(record, batch.basePosition + i, batch.timestamp));
+          remaining--;
         }
       }
       position = batches[0]!.basePosition - 1;
-    }
-    return;
+      return page;
+    };
   }
   let position = options.fromPosition === 'end' ? log.commitEnd : options.fromPosition === 'start' || options.fromPosition === undefined ? log.startPosition : Math.max(options.fromPosition, log.startPosition);
-  for (;;) {
+  return async () => {
+    if (remaining === 0) return undefined;
     const batches = await log.readForward(position);
-    if (batches.length === 0) return;
+    if (batches.length === 0) return undefined;
+    const page: RecordedEvent[] = [];
     for (const batch of batches) {
-      for (let i = Math.max(0, position - batch.basePosition); i < batch.recordCount; i++) {
+      for (let i = Math.max(0, position - batch.basePosition); i < batch.recordCount && remaining > 0; i++) {
         const record = batch.records[i]!;
         if (matches !== undefined && !matches(record)) continue;
-        yield decodeEvent(record, batch.basePosition + i, batch.timestamp);
-        if (--remaining === 0) return;
+        page.push(decodeEvent(record, batch.basePosition + i, batch.timestamp));
+        remaining--;
       }
       position = batch.basePosition + batch.recordCount;
     }
-  }
+    return page;
+  };
 }
