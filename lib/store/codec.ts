@@ -125,6 +125,12 @@ export function decodeRecordHead(record: Buffer): RecordHead {
   };
 }
 
+/** True when two records belong to the same stream (compares the stream id bytes in place). */
+export function sameStreamId(a: Buffer, b: Buffer): boolean {
+  const aBytes = a.readUInt16LE(2);
+  return aBytes === b.readUInt16LE(2) && a.compare(b, RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + aBytes, RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + aBytes) === 0;
+}
+
 /** The stream id only (for filters). */
 export function decodeStreamId(record: Buffer): string {
   return record.toString('utf8', RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + record.readUInt16LE(2));

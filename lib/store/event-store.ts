@@ -37,6 +37,7 @@ export class EventStore {
   private readonly validator: AppendValidator;
   private readonly reads: ReadContext;
   private readonly encoder = new RecordEncoder();
+  private stopCheckpointing: () => void = () => {};
 
   private constructor(
     /** The options in force, defaults applied, frozen. */
@@ -60,7 +61,7 @@ export class EventStore {
     let log: SegmentLog | undefined;
     try {
       const logDir = path.join(resolved.dir, 'log');
-      const index = new StreamIndex(resolved.dir, logDir, resolved.streamIndexCacheBytes);
+      const index = new StreamIndex(resolved.dir, logDir, resolved.streamIndexCacheBytes, resolved.indexCheckpointEvents);
       log = await SegmentLog.open({
         dir: logDir,
         durability: resolved.durability,
@@ -74,7 +75,9 @@ export class EventStore {
         afterSeal: () => index.afterSeal(),
       });
       await index.open(log);
-      return new EventStore(resolved, lock, log, index);
+      const store = new EventStore(resolved, lock, log, index);
+      if (resolved.durability === 'fsync') store.stopCheckpointing = log.onCommit((commitEnd) => index.noteCommitted(commitEnd));
+      return store;
     } catch (err) {
       await log?.close().catch(() => {});
       lock.release();
@@ -232,8 +235,10 @@ export class EventStore {
         () => false,
         () => true,
       );
+      this.stopCheckpointing();
       const healthy = !failed && this.log.commitEnd === this.log.nextPosition;
       await this.index.writeCheckpoint(healthy ? this.log.commitEnd : undefined);
+      await this.index.settled();
     } finally {
       this.lock.release();
     }

@@ -39,6 +39,11 @@ export interface EventStoreOptions {
   readonly indexIntervalBytes?: number;
   /** Largest encoded event (stream id, type, data, metadata and a 36-byte header). Default 1 MiB. */
   readonly maxEventBytes?: number;
+  /**
+   * Under `'fsync'` durability, the active segment's stream index is checkpointed every this many
+   * events, so that opening after a crash re-reads at most that many events. Default 65,536.
+   */
+  readonly indexCheckpointEvents?: number;
   /** Memory for sealed segments' stream indexes kept loaded. Default 64 MiB. */
   readonly streamIndexCacheBytes?: number;
   /** Classes (with class-validator decorators) that validate the data of events of a type. */
@@ -58,6 +63,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
   preallocateBytes: 1 * MiB,
   maxEventBytes: 1 * MiB,
   streamIndexCacheBytes: 64 * MiB,
+  indexCheckpointEvents: 65_536,
 });
 
 class OptionsInput {
@@ -100,6 +106,10 @@ class OptionsInput {
   @IsInt({ message: 'must be an integer number of bytes' })
   @Min(0)
   streamIndexCacheBytes!: unknown;
+
+  @IsInt({ message: 'must be an integer number of events' })
+  @Min(1)
+  indexCheckpointEvents!: unknown;
 
   @IsOptional()
   @IsObject({ message: 'must map event types to classes' })

@@ -89,14 +89,25 @@ function hashOf(id: Buffer): number {
   return crc32c(id);
 }
 
-/** Encodes the runs of one segment; `previousOf` gives each stream's previous segment (or −1). */
-export function encodeStreamIndex(basePosition: number, runs: ReadonlyMap<string, StreamRun>, previousOf: (streamId: string) => number): Buffer {
-  const rows = [...runs].map(([streamId, run]) => {
+/** The last event id of a run cut short by `encodeStreamIndex`'s `endPosition`: unknown, to be read from the log. */
+export const UNKNOWN_EVENT_ID = '00000000-0000-0000-0000-000000000000';
+
+/**
+ * Encodes the runs of one segment; `previousOf` gives each stream's previous segment (or −1).
+ * Only events before `endPosition` are included; a run cut short gets {@link UNKNOWN_EVENT_ID}
+ * as its last event id (the in-memory index knows only each stream's very last id).
+ */
+export function encodeStreamIndex(basePosition: number, runs: ReadonlyMap<string, StreamRun>, previousOf: (streamId: string) => number, endPosition = Number.POSITIVE_INFINITY): Buffer {
+  const rows = [];
+  for (const [streamId, run] of runs) {
+    let count = run.count;
+    while (count > 0 && run.positionAt(count - 1) >= endPosition) count--;
+    if (count === 0) continue;
     const id = Buffer.from(streamId);
-    return { id, hash: hashOf(id), run, previous: previousOf(streamId) };
-  });
+    rows.push({ id, hash: hashOf(id), run, count, lastEventId: count === run.count ? run.lastEventId : UNKNOWN_EVENT_ID, previous: previousOf(streamId) });
+  }
   rows.sort((a, b) => a.hash - b.hash || Buffer.compare(a.id, b.id));
-  const entryCount = rows.reduce((n, r) => n + r.run.count, 0);
+  const entryCount = rows.reduce((n, r) => n + r.count, 0);
   const heapBytes = rows.reduce((n, r) => n + r.id.length, 0);
   const entriesAt = HEADER_BYTES + rows.length * ROW_BYTES;
   const heapAt = entriesAt + entryCount * ENTRY_BYTES;
@@ -113,12 +124,12 @@ export function encodeStreamIndex(basePosition: number, runs: ReadonlyMap<string
     buf.writeUInt32LE(row.hash, at);
     buf.writeUInt32LE(heap, at + 4);
     buf.writeUInt16LE(row.id.length, at + 8);
-    buf.writeUInt32LE(row.run.count, at + 12);
+    buf.writeUInt32LE(row.count, at + 12);
     writeU64(buf, at + 16, row.run.firstRevision);
     writeU64(buf, at + 24, row.previous + 1);
     buf.writeUInt32LE(entry, at + 32);
-    writeUuid(row.run.lastEventId, buf, at + 36);
-    for (let k = 0; k < row.run.count; k++, entry++) {
+    writeUuid(row.lastEventId, buf, at + 36);
+    for (let k = 0; k < row.count; k++, entry++) {
       buf.writeUInt32LE(row.run.relativePositions[k]!, entriesAt + entry * ENTRY_BYTES);
       buf.writeUInt32LE(row.run.batchOffsets[k]!, entriesAt + entry * ENTRY_BYTES + 4);
     }

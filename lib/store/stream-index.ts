@@ -21,9 +21,11 @@ import * as files from '../log/files.js';
 import type { SealingSegment, SegmentLog } from '../log/segment-log.js';
 import { segmentFile } from '../log/segment-files.js';
 import type { FileDigest } from '../log/sidecar.js';
-import { decodeRecordHead } from './codec.js';
+import { decodeStreamId, sameStreamId } from './codec.js';
+import { readU64 } from '../log/u64.js';
+import { readUuid } from './uuid.js';
 import { decodeCheckpoint, encodeCheckpoint, type SealedHead } from './heads-checkpoint.js';
-import { encodeStreamIndex, StreamIndexFile, StreamRun, type StreamPart } from './stream-index-file.js';
+import { encodeStreamIndex, StreamIndexFile, StreamRun, UNKNOWN_EVENT_ID, type StreamPart } from './stream-index-file.js';
 
 export const STREAMS_SUFFIX = '.streams';
 const CHECKPOINT_FILE = 'heads.checkpoint';
@@ -39,7 +41,7 @@ class SegmentStreams {
       run = new StreamRun(this.basePosition, revision);
       this.runs.set(streamId, run);
     }
-    assert.equal(revision, run.firstRevision + run.count, `stream ${streamId}: revisions must follow each other`);
+    if (revision !== run.firstRevision + run.count) assert.fail(`stream ${streamId}: revision ${revision} does not follow ${run.firstRevision + run.count - 1}`);
     run.relativePositions.push(position - this.basePosition);
     run.batchOffsets.push(batchOffset);
     run.lastEventId = eventId;
@@ -92,11 +94,17 @@ export class StreamIndex {
   private readonly builders: SegmentStreams[] = [];
   private readonly cache: FileCache;
   private eventsSinceCheckpoint = 0;
+  /** Position up to which the newest checkpoint (or open's scan) covers the active segment. */
+  private activeCheckpointEnd = 0;
+  private checkpointWrites: Promise<void> = Promise.resolve();
+  private checkpointsQueued = 0;
 
   constructor(
     private readonly dir: string,
     private readonly logDir: string,
     cacheBytes: number,
+    /** Events between two checkpoints of the active segment's part (see noteCommitted). */
+    private readonly checkpointEvents = 65_536,
   ) {
     this.cache = new FileCache(cacheBytes);
   }
@@ -137,6 +145,17 @@ export class StreamIndex {
     }
     this.builders.push(builder);
     await this.scanInto(builder, log, scanFrom, log.commitEnd);
+    for (const run of builder.runs.values()) {
+      if (run.lastEventId === UNKNOWN_EVENT_ID) {
+        const last = run.count - 1;
+        const batch = await log.readBatchAt(run.segmentBase, run.batchOffsetAt(last));
+        run.lastEventId = readUuid(batch.records[run.positionAt(last) - batch.basePosition]!, 16);
+      }
+    }
+    this.activeCheckpointEnd = scanFrom;
+    // A part that does not fit the recovered log must never be trusted later (once appends
+    // reach past its end again): replace the checkpoint now.
+    if (part !== undefined && scanFrom === active.basePosition) await this.writeCheckpoint(undefined);
   }
 
   private applySealed(file: StreamIndexFile): void {
@@ -150,22 +169,35 @@ export class StreamIndex {
     }
   }
 
-  /** Indexes the events at positions [from, to) of the log into `builder` by reading their records. */
+  /**
+   * Indexes the events at positions [from, to) of the log into `builder` by reading their
+   * records. This is the crash-recovery path of `open` (the whole active segment), so it decodes
+   * only what the index needs: the stream id (reusing the previous record's string when the
+   * bytes are the same, as they are within most batches), the revision, and the event id of
+   * each stream's last event only.
+   */
   private async scanInto(builder: SegmentStreams, log: SegmentLog, from: number, to: number): Promise<void> {
+    const lastRecords = new Map<StreamRun, Buffer>();
+    let previous: Buffer | undefined;
+    let previousId = '';
     let position = from;
-    while (position < to) {
+    scan: while (position < to) {
       const batches = await log.readForward(position, 1 << 20);
-      if (batches.length === 0) return;
+      if (batches.length === 0) break;
       for (const batch of batches) {
         for (let i = Math.max(0, position - batch.basePosition); i < batch.recordCount; i++) {
           const at = batch.basePosition + i;
-          if (at >= to) return;
-          const head = decodeRecordHead(batch.records[i]!);
-          builder.add(head.streamId, head.revision, at, batch.byteOffset, head.id);
+          if (at >= to) break scan;
+          const record = batch.records[i]!;
+          if (previous === undefined || !sameStreamId(previous, record)) previousId = decodeStreamId(record);
+          previous = record;
+          builder.add(previousId, readU64(record, 8), at, batch.byteOffset, '');
+          lastRecords.set(builder.runs.get(previousId)!, record);
         }
         position = batch.basePosition + batch.recordCount;
       }
     }
+    for (const [run, record] of lastRecords) run.lastEventId = readUuid(record, 16);
   }
 
   /** The stream's head including appends not yet acknowledged, or undefined when it has no events. */
@@ -263,16 +295,48 @@ export class StreamIndex {
   }
 
   /**
+   * Called after each acknowledged group under `fsync` durability (where acknowledged means
+   * durable): every `checkpointEvents` events, checkpoints the active segment's
+   * part up to the commit position, so that opening after a crash reads only the active
+   * segment's events after that point. The snapshot is taken synchronously; the write runs in
+   * the background (a failed write only means a longer scan on the next open).
+   */
+  noteCommitted(commitEnd: number): void {
+    if (commitEnd - this.activeCheckpointEnd < this.checkpointEvents || this.checkpointsQueued > 0) return;
+    const snapshot = this.snapshot(commitEnd);
+    if (snapshot === undefined) return;
+    this.activeCheckpointEnd = commitEnd;
+    void this.enqueueCheckpoint(snapshot).catch(() => {});
+  }
+
+  /**
    * Writes the checkpoint. With `activeEnd` (a clean close, everything acknowledged), the active
    * segment's part is included so that the next open reads none of the log.
    */
   async writeCheckpoint(activeEnd: number | undefined): Promise<void> {
+    const snapshot = activeEnd === undefined ? undefined : this.snapshot(activeEnd);
+    await this.enqueueCheckpoint(snapshot ?? encodeCheckpoint(this.sealedEnd, this.sealedHeads));
+  }
+
+  /** The checkpoint as of now, with the active part up to `activeEnd`; undefined while a roll is being sealed. */
+  private snapshot(activeEnd: number): Buffer | undefined {
     const builder = this.builders.length === 1 ? this.builders[0]! : undefined;
-    const active =
-      activeEnd === undefined || builder === undefined || builder.basePosition !== this.sealedEnd
-        ? undefined
-        : { basePosition: builder.basePosition, end: activeEnd, index: encodeStreamIndex(builder.basePosition, builder.runs, () => -1) };
-    await files.writeFileAtomic(path.join(this.dir, CHECKPOINT_FILE), encodeCheckpoint(this.sealedEnd, this.sealedHeads, active));
+    if (builder === undefined || builder.basePosition !== this.sealedEnd) return undefined;
+    const index = encodeStreamIndex(builder.basePosition, builder.runs, () => -1, activeEnd);
+    return encodeCheckpoint(this.sealedEnd, this.sealedHeads, { basePosition: builder.basePosition, end: activeEnd, index });
+  }
+
+  /** Checkpoint writes share one temporary file, so they run one at a time, in order. */
+  private enqueueCheckpoint(bytes: Buffer): Promise<void> {
+    this.checkpointsQueued++;
     this.eventsSinceCheckpoint = 0;
+    const write = this.checkpointWrites.then(() => files.writeFileAtomic(path.join(this.dir, CHECKPOINT_FILE), bytes)).finally(() => this.checkpointsQueued--);
+    this.checkpointWrites = write.catch(() => {});
+    return write;
+  }
+
+  /** Resolves when every checkpoint write started so far has finished. */
+  async settled(): Promise<void> {
+    await this.checkpointWrites;
   }
 }
