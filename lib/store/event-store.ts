@@ -76,7 +76,9 @@ export class EventStore {
       });
       await index.open(log);
       const store = new EventStore(resolved, lock, log, index);
-      if (resolved.durability === 'fsync') store.stopCheckpointing = log.onCommit((commitEnd) => index.noteCommitted(commitEnd));
+      const opened = log;
+      const syncFirst = resolved.durability === 'fsync' ? undefined : () => opened.flush();
+      store.stopCheckpointing = log.onCommit((commitEnd) => index.noteCommitted(commitEnd, syncFirst));
       return store;
     } catch (err) {
       await log?.close().catch(() => {});

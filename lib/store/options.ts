@@ -40,8 +40,9 @@ export interface EventStoreOptions {
   /** Largest encoded event (stream id, type, data, metadata and a 36-byte header). Default 1 MiB. */
   readonly maxEventBytes?: number;
   /**
-   * Under `'fsync'` durability, the active segment's stream index is checkpointed every this many
-   * events, so that opening after a crash re-reads at most that many events. Default 65,536.
+   * The active segment's stream index is checkpointed every this many events (after a sync of
+   * the log under `'interval'`/`'none'` durability), so that opening after a crash re-reads at
+   * most about that many events. Default 65,536.
    */
   readonly indexCheckpointEvents?: number;
   /** Memory for sealed segments' stream indexes kept loaded. Default 64 MiB. */

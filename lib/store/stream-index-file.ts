@@ -72,6 +72,17 @@ export class StreamRun implements StreamPart {
     readonly firstRevision: number,
   ) {}
 
+  /** A run holding the same events as `part` (restoring a checkpointed active segment). */
+  static from(part: StreamPart): StreamRun {
+    const run = new StreamRun(part.segmentBase, part.firstRevision);
+    for (let i = 0; i < part.count; i++) {
+      run.relativePositions.push(part.positionAt(i) - part.segmentBase);
+      run.batchOffsets.push(part.batchOffsetAt(i));
+    }
+    run.lastEventId = part.lastEventId;
+    return run;
+  }
+
   get count(): number {
     return this.relativePositions.length;
   }

@@ -138,9 +138,7 @@ export class StreamIndex {
     let scanFrom = active.basePosition;
     const part = checkpoint?.active;
     if (usable && part !== undefined && part.basePosition === active.basePosition && part.end <= log.commitEnd && this.sealedEnd === active.basePosition) {
-      for (const [streamId, stored] of part.index.streams()) {
-        for (let i = 0; i < stored.count; i++) builder.add(streamId, stored.firstRevision + i, stored.positionAt(i), stored.batchOffsetAt(i), stored.lastEventId);
-      }
+      for (const [streamId, stored] of part.index.streams()) builder.runs.set(streamId, StreamRun.from(stored));
       scanFrom = part.end;
     }
     this.builders.push(builder);
@@ -295,18 +293,19 @@ export class StreamIndex {
   }
 
   /**
-   * Called after each acknowledged group under `fsync` durability (where acknowledged means
-   * durable): every `checkpointEvents` events, checkpoints the active segment's
-   * part up to the commit position, so that opening after a crash reads only the active
-   * segment's events after that point. The snapshot is taken synchronously; the write runs in
-   * the background (a failed write only means a longer scan on the next open).
+   * Called after each acknowledged group: every `checkpointEvents` events, checkpoints the
+   * active segment's part up to the commit position, so that opening after a crash reads only
+   * the active segment's events after that point. The snapshot is taken synchronously; the write
+   * runs in the background, after `syncFirst` (the log's flush, where acknowledged does not yet
+   * mean durable): a checkpoint never describes data a power loss could take back. A failed
+   * write only means a longer scan on the next open.
    */
-  noteCommitted(commitEnd: number): void {
+  noteCommitted(commitEnd: number, syncFirst?: () => Promise<void>): void {
     if (commitEnd - this.activeCheckpointEnd < this.checkpointEvents || this.checkpointsQueued > 0) return;
     const snapshot = this.snapshot(commitEnd);
     if (snapshot === undefined) return;
     this.activeCheckpointEnd = commitEnd;
-    void this.enqueueCheckpoint(snapshot).catch(() => {});
+    void this.enqueueCheckpoint(snapshot, syncFirst).catch(() => {});
   }
 
   /**
@@ -327,10 +326,15 @@ export class StreamIndex {
   }
 
   /** Checkpoint writes share one temporary file, so they run one at a time, in order. */
-  private enqueueCheckpoint(bytes: Buffer): Promise<void> {
+  private enqueueCheckpoint(bytes: Buffer, syncFirst?: () => Promise<void>): Promise<void> {
     this.checkpointsQueued++;
     this.eventsSinceCheckpoint = 0;
-    const write = this.checkpointWrites.then(() => files.writeFileAtomic(path.join(this.dir, CHECKPOINT_FILE), bytes)).finally(() => this.checkpointsQueued--);
+    const write = this.checkpointWrites
+      .then(async () => {
+        await syncFirst?.();
+        await files.writeFileAtomic(path.join(this.dir, CHECKPOINT_FILE), bytes);
+      })
+      .finally(() => this.checkpointsQueued--);
     this.checkpointWrites = write.catch(() => {});
     return write;
   }
