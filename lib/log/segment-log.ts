@@ -307,10 +307,16 @@ export class SegmentLog {
     return next;
   }
 
+  /**
+   * Starts the writer loop if it is idle, one microtask later: when an acknowledgement wakes
+   * several appenders, the first one's next append would otherwise start a group of its own,
+   * while the others' continuations, already queued as microtasks, would wait for the sync after
+   * it (groups alternating between one batch and all the rest). A lone appender pays nothing.
+   */
   private kick(): void {
     if (this.looping) return;
     this.looping = true;
-    this.loop = this.runLoop();
+    this.loop = Promise.resolve().then(() => this.runLoop());
   }
 
   private syncIfDirty(): void {
