@@ -154,7 +154,7 @@ export class SegmentLog {
   }
 
   private static async recover(options: SegmentLogOptions, opened: Segment[]): Promise<SegmentLog> {
-    await fs.promises.mkdir(options.dir, { recursive: true });
+    if ((await fs.promises.mkdir(options.dir, { recursive: true })) !== undefined) await files.fsyncDir(path.dirname(path.resolve(options.dir)));
     const names = await fs.promises.readdir(options.dir);
     await Promise.all(names.filter((n) => n.endsWith('.tmp')).map((n) => files.unlinkIfExists(path.join(options.dir, n))));
     const bases = names.map(parseSegmentLogName).filter((b): b is number => b !== undefined).sort((a, b) => a - b);
@@ -612,7 +612,7 @@ export class SegmentLog {
     const open = this.segments.filter((s) => s.sealed && s.fd !== undefined && s.readers === 0 && s !== this.active);
     if (open.length <= limit) return;
     open.sort((a, b) => a.lastUsed - b.lastUsed);
-    for (const segment of open.slice(0, open.length - limit)) void closeFd(segment);
+    for (const segment of open.slice(0, open.length - limit)) void closeFd(segment).catch(() => {});
   }
 
   private async indexOf(segment: Segment): Promise<OffsetIndex> {
@@ -646,24 +646,39 @@ export class SegmentLog {
     return index;
   }
 
-  /** Waits for the writer loop and every read, syncs, and closes every file. Idempotent. */
-  async close(): Promise<void> {
-    if (this.closing) {
-      while (!this.closed) await new Promise((resolve) => setTimeout(resolve, 1));
-      return;
-    }
+  private closing_: Promise<void> | undefined;
+
+  /**
+   * Waits for the writer loop and every read, syncs, and closes every file. Idempotent; every
+   * call returns the same promise. Rejects with StoreFailedError when the final sync fails (the
+   * files are closed all the same).
+   */
+  close(): Promise<void> {
+    this.closing_ ??= this.closeOnce();
+    return this.closing_;
+  }
+
+  private async closeOnce(): Promise<void> {
     this.closing = true;
     if (this.intervalTimer !== undefined) clearInterval(this.intervalTimer);
-    while (this.looping) await this.loop;
-    if (this.failure === undefined && this.active.created) {
-      await this.trimPreallocation(this.active);
-      await files.fsync(this.active.fd!);
-      this.active.syncedBytes = this.active.writtenBytes;
-      await this.persistIndexEntries(this.active);
+    try {
+      while (this.looping) await this.loop;
+      if (this.failure === undefined && this.active.created) {
+        try {
+          await this.trimPreallocation(this.active);
+          await files.fsync(this.active.fd!);
+          this.active.syncedBytes = this.active.writtenBytes;
+          await this.persistIndexEntries(this.active);
+        } catch (err) {
+          this.failure = new StoreFailedError(err);
+        }
+      }
+      if (this.activeReads > 0) await new Promise<void>((resolve) => (this.readsDrained = resolve));
+    } finally {
+      this.closed = true;
+      await Promise.all(this.segments.map((segment) => closeFd(segment).catch(() => {})));
     }
-    if (this.activeReads > 0) await new Promise<void>((resolve) => (this.readsDrained = resolve));
-    this.closed = true;
-    for (const segment of this.segments) await closeFd(segment);
+    if (this.failure !== undefined) throw this.failure;
   }
 }
 

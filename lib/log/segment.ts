@@ -122,8 +122,12 @@ export class Segment {
       if (check.incomplete === true) {
         if (batches.length > 0) break; // The next call starts at this batch.
         // A batch larger than the chunk: read exactly its length (or fail on a short header).
-        const length = check.header?.batchLength ?? BATCH_HEADER_BYTES;
-        buf = await this.readRange(cursor, Math.max(length, BATCH_HEADER_BYTES));
+        const length = Math.max(check.header?.batchLength ?? BATCH_HEADER_BYTES, BATCH_HEADER_BYTES);
+        buf = await this.readRange(cursor, length);
+        if (buf.length < length) {
+          // The file ends before the size its sidecar (or the writer) recorded: it was cut.
+          throw new CorruptRecordError({ file: this.logFile, byteOffset: cursor, reason: `the file ends ${length - buf.length} bytes into this batch, before its recorded size`, position });
+        }
         at = 0;
         continue;
       }

@@ -10,7 +10,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { StoreClosedError, ValidationError, WrongExpectedRevisionError, type ExpectedRevision } from '../errors.js';
+import { InvalidOptionsError, StoreClosedError, StoreFailedError, ValidationError, WrongExpectedRevisionError, type ExpectedRevision } from '../errors.js';
+import { fsyncDir } from '../log/files.js';
 import { FileLock } from '../log/file-lock.js';
 import { SegmentLog } from '../log/segment-log.js';
 import { RecordEncoder } from './codec.js';
@@ -56,7 +57,7 @@ export class EventStore {
    */
   static async open(options: EventStoreOptions): Promise<EventStore> {
     const resolved = resolveOptions(options);
-    await fs.promises.mkdir(resolved.dir, { recursive: true });
+    await createDirectory(resolved.dir);
     const lock = FileLock.acquire(resolved.dir);
     let log: SegmentLog | undefined;
     try {
@@ -228,19 +229,31 @@ export class EventStore {
     await this.log.flush();
   }
 
-  /** Waits for pending appends, syncs, checkpoints the index and releases the directory. Idempotent. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  private closing: Promise<void> | undefined;
+
+  /**
+   * Waits for pending appends, syncs, checkpoints the index and releases the directory.
+   * Idempotent: every call returns the same promise. Rejects with StoreFailedError when the final
+   * sync failed (under `'interval'`/`'none'` durability, appends since the last sync may then be
+   * lost); the directory is released either way.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
     this.closed = true;
+    this.stopCheckpointing();
     try {
-      const failed = await this.log.close().then(
-        () => false,
-        () => true,
-      );
-      this.stopCheckpointing();
-      const healthy = !failed && this.log.commitEnd === this.log.nextPosition;
-      await this.index.writeCheckpoint(healthy ? this.log.commitEnd : undefined);
-      await this.index.settled();
+      await this.log.close(); // Rejects with StoreFailedError when the final sync fails.
+      // The checkpoint only speeds up the next open; written only for a log closed cleanly.
+      try {
+        await this.index.writeCheckpoint(this.log.commitEnd === this.log.nextPosition ? this.log.commitEnd : undefined);
+        await this.index.settled();
+      } catch (err) {
+        throw new StoreFailedError(err);
+      }
     } finally {
       this.lock.release();
     }
@@ -248,6 +261,20 @@ export class EventStore {
 
   private assertOpen(): void {
     if (this.closed) throw new StoreClosedError();
+  }
+}
+
+/** Creates the store directory (durably: its entry is synced into its parent), or explains why it cannot be one. */
+async function createDirectory(dir: string): Promise<void> {
+  try {
+    const made = await fs.promises.mkdir(dir, { recursive: true });
+    if (made !== undefined) await fsyncDir(path.dirname(path.resolve(dir)));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR' || code === 'EACCES' || code === 'EROFS') {
+      throw new InvalidOptionsError([{ path: 'options.dir', constraint: 'isDirectory', message: `cannot be used as the store directory (${code}): give a directory path that can be created and written` }]);
+    }
+    throw err;
   }
 }
 

@@ -78,6 +78,11 @@ class FileCache {
   }
 
   set(base: number, file: StreamIndexFile): void {
+    const replaced = this.files.get(base);
+    if (replaced !== undefined) {
+      this.files.delete(base);
+      this.bytes -= replaced.buf.length;
+    }
     this.files.set(base, file);
     this.bytes += file.buf.length;
     for (const [oldest, old] of this.files) {
@@ -246,9 +251,21 @@ export class StreamIndex {
     return segmentFile(this.logDir, base, STREAMS_SUFFIX);
   }
 
-  private async loadFile(base: number): Promise<StreamIndexFile> {
+  private loadFile(base: number): Promise<StreamIndexFile> {
     const cached = this.cache.get(base);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) return Promise.resolve(cached);
+    // Concurrent misses share one read.
+    let loading = this.loading.get(base);
+    if (loading === undefined) {
+      loading = this.readFile(base).finally(() => this.loading.delete(base));
+      this.loading.set(base, loading);
+    }
+    return loading;
+  }
+
+  private readonly loading = new Map<number, Promise<StreamIndexFile>>();
+
+  private async readFile(base: number): Promise<StreamIndexFile> {
     const file = this.streamsFile(base);
     const bytes = await files.readFileIfExists(file);
     if (bytes === undefined) throw new CorruptFileError(file, 'the stream index of a sealed segment is missing');
