@@ -75,6 +75,23 @@ export async function recoverSegment(segment: Segment, indexIntervalBytes: numbe
   return { truncatedBytes: size - end, scannedFromByte: start.byteOffset };
 }
 
+/**
+ * Scans a whole segment without changing anything, rebuilding its bookkeeping (index, positions,
+ * timestamps) in memory. Returns where the valid batches end and the file's size.
+ */
+export async function scanSegmentReadOnly(segment: Segment, indexIntervalBytes: number): Promise<{ end: number; size: number }> {
+  const fd = await files.open(segment.logFile, 'r');
+  try {
+    const size = await files.fstatSize(fd);
+    segment.index = new OffsetIndex();
+    if (size >= BATCH_HEADER_BYTES) segment.firstTimestamp = readBatchHeader(await files.readAt(fd, BATCH_HEADER_BYTES, 0), 0).timestamp;
+    const end = await scanForward(segment, fd, size, 0, segment.basePosition, indexIntervalBytes);
+    return { end, size };
+  } finally {
+    await files.close(fd);
+  }
+}
+
 /** Checks batches from `byteOffset` on; returns the byte offset just after the last valid one. */
 async function scanForward(segment: Segment, fd: number, size: number, byteOffset: number, position: number, indexIntervalBytes: number): Promise<number> {
   let cursor = byteOffset;

@@ -36,9 +36,9 @@ import { crc32c } from './crc.js';
 import * as files from './files.js';
 import { OffsetIndex } from './offset-index.js';
 import { BATCH_HEADER_BYTES, encodeFramedBatch, frameRecords } from './record-batch.js';
-import { recoverSegment } from './recovery.js';
+import { recoverSegment, scanSegmentReadOnly } from './recovery.js';
 import { READ_CHUNK_BYTES, Segment, type LocatedBatch } from './segment.js';
-import { parseSegmentLogName } from './segment-files.js';
+import { parseSegmentLogName, SUFFIX } from './segment-files.js';
 import { decodeSidecar, encodeSidecar, type FileDigest, type SegmentSidecar } from './sidecar.js';
 
 export type Durability = 'fsync' | 'interval' | 'none';
@@ -160,13 +160,19 @@ export class SegmentLog {
     const bases = names.map(parseSegmentLogName).filter((b): b is number => b !== undefined).sort((a, b) => a - b);
     const segments: Segment[] = [];
     const interrupted: Segment[] = [];
+    const sidecars = await Promise.all(bases.map((base) => readSidecar(new Segment(options.dir, base))));
+    // Segments seal strictly in order, so only the run of unsealed segments at the end can be
+    // interrupted seals; one without a valid sidecar before a sealed one is damage.
+    const lastSealed = sidecars.findLastIndex((sidecar) => sidecar !== undefined);
     for (const [i, base] of bases.entries()) {
       const segment = new Segment(options.dir, base);
       opened.push(segment);
       const isLast = i === bases.length - 1;
-      const sidecar = await readSidecar(segment);
+      const sidecar = sidecars[i];
       if (sidecar !== undefined) {
         applySidecar(segment, sidecar);
+      } else if (i < lastSealed) {
+        applySidecar(segment, await rebuildSidecar(segment, bases[i + 1]!, options.indexIntervalBytes));
       } else {
         await files.unlinkIfExists(segment.sealedFile);
         await recoverSegment(segment, options.indexIntervalBytes, !isLast);
@@ -680,6 +686,48 @@ export class SegmentLog {
     }
     if (this.failure !== undefined) throw this.failure;
   }
+}
+
+/**
+ * Rebuilds the damaged (or missing) sidecar of a sealed segment in the middle of the log from
+ * its files, which sealing left complete and which nothing has changed since: a read-only scan
+ * of the data (which must hold whole, valid batches up to the next segment's base position),
+ * the offset index rebuilt from it, and the digests of the segment's other files (the layer
+ * above's attachments, as they are). Nothing but the index and the sidecar is written. Data
+ * that does not check out is a CorruptFileError, and nothing is changed.
+ */
+async function rebuildSidecar(segment: Segment, nextBase: number, indexIntervalBytes: number): Promise<SegmentSidecar> {
+  const scan = await scanSegmentReadOnly(segment, indexIntervalBytes);
+  if (scan.end !== scan.size || segment.nextPosition !== nextBase) {
+    throw new CorruptFileError(
+      segment.sealedFile,
+      `the sidecar of a sealed segment is damaged and its data does not check out either (valid batches end at byte ${scan.end} of ${scan.size}, ` +
+        `position ${segment.nextPosition} where the next segment starts at ${nextBase}): restore the segment's files from a backup`,
+    );
+  }
+  const indexBytes = segment.index!.encode();
+  await files.writeFileDurable(segment.indexFile, indexBytes);
+  const prefix = path.basename(segment.logFile, SUFFIX.log);
+  const attachments: Record<string, FileDigest> = {};
+  for (const name of (await fs.promises.readdir(segment.dir)).sort()) {
+    const suffix = name.slice(prefix.length);
+    if (!name.startsWith(prefix) || [SUFFIX.log, SUFFIX.index, SUFFIX.sealed].includes(suffix as never) || suffix.endsWith('.tmp')) continue;
+    const bytes = await fs.promises.readFile(path.join(segment.dir, name));
+    attachments[suffix] = { bytes: bytes.length, crc32c: crc32c(bytes) };
+  }
+  const data = await fs.promises.readFile(segment.logFile);
+  const sidecar: SegmentSidecar = {
+    formatVersion: 1,
+    basePosition: segment.basePosition,
+    lastPosition: segment.nextPosition - 1,
+    firstTimestamp: segment.firstTimestamp!,
+    lastTimestamp: segment.lastTimestamp!,
+    data: { bytes: data.length, crc32c: crc32c(data) },
+    index: { bytes: indexBytes.length, crc32c: crc32c(indexBytes) },
+    attachments,
+  };
+  await files.writeFileAtomic(segment.sealedFile, encodeSidecar(sidecar));
+  return sidecar;
 }
 
 async function readSidecar(segment: Segment): Promise<SegmentSidecar | undefined> {

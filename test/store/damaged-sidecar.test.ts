@@ -1,0 +1,65 @@
+import { expect } from 'chai';
+import fs from 'node:fs';
+import path from 'node:path';
+import { EventStore, isColdstreamError, type RecordedEvent } from '../../lib/index.js';
+import { useTempDir } from '../helpers/temp-dir.js';
+
+async function collect(iterator: AsyncIterable<RecordedEvent>): Promise<RecordedEvent[]> {
+  const out: RecordedEvent[] = [];
+  for await (const event of iterator) out.push(event);
+  return out;
+}
+
+describe('EventStore with a damaged sidecar in the middle of the log', () => {
+  const tmp = useTempDir();
+  const options = (dir: string) => ({ dir, durability: 'none' as const, segmentBytes: 2048, indexIntervalBytes: 128 });
+  const sidecarOf = (dir: string) => path.join(dir, 'log', '00000000000000000000.sealed');
+
+  async function fill(): Promise<RecordedEvent[]> {
+    const store = await EventStore.open(options(tmp.path));
+    for (let i = 0; i < 100; i++) await store.appendToStream(i < 60 ? 'a' : 'b', [{ type: 'T', data: { i, pad: 'p'.repeat(40) } }]);
+    const all = await collect(store.readAll());
+    await store.close();
+    return all;
+  }
+
+  it('rebuilds the sidecar byte for byte and keeps heads, reads and revisions intact', async () => {
+    const before = await fill();
+    const original = fs.readFileSync(sidecarOf(tmp.path));
+    const damaged = Buffer.from(original);
+    damaged[20] = damaged[20]! ^ 0x01;
+    fs.writeFileSync(sidecarOf(tmp.path), damaged);
+    const store = await EventStore.open(options(tmp.path));
+    expect(fs.readFileSync(sidecarOf(tmp.path)).equals(original), 'the rebuilt sidecar').to.equal(true);
+    expect(await store.streamHead('a')).to.deep.equal({ revision: 59, position: 59 });
+    expect(await collect(store.readAll())).to.deep.equal(before);
+    expect((await collect(store.readStream('a'))).map((e) => e.revision)).to.deep.equal([...Array(60).keys()]);
+    expect((await collect(store.readStream('a', { direction: 'backwards' }))).length).to.equal(60);
+    let error: unknown;
+    try {
+      await store.appendToStream('a', [{ type: 'T', data: {} }], { expectedRevision: 12 });
+    } catch (e) {
+      error = e;
+    }
+    expect(isColdstreamError(error, 'WRONG_EXPECTED_REVISION')).to.equal(true);
+    await store.close();
+  });
+
+  it("refuses to open, changing nothing, when that segment's data is damaged too", async () => {
+    await fill();
+    fs.writeFileSync(sidecarOf(tmp.path), 'garbage');
+    const logFile = path.join(tmp.path, 'log', '00000000000000000000.log');
+    const bytes = fs.readFileSync(logFile);
+    bytes[100] = bytes[100]! ^ 0x01;
+    fs.writeFileSync(logFile, bytes);
+    let error: unknown;
+    try {
+      await EventStore.open(options(tmp.path));
+    } catch (e) {
+      error = e;
+    }
+    expect(isColdstreamError(error, 'CORRUPT_FILE'), String(error)).to.equal(true);
+    expect(fs.readFileSync(logFile).equals(bytes), 'the data file is untouched').to.equal(true);
+    expect(fs.readdirSync(path.join(tmp.path, 'log')).filter((n) => n.endsWith('.log')).length).to.be.greaterThan(2);
+  });
+});
