@@ -4,7 +4,7 @@
  * iterators (page-iterator.ts) that decode a page (a chunk of the log, or one batch) at a time,
  * never the whole result, and yield only acknowledged events.
  */
-import { ValidationError, type ValidationFailure } from '../errors.js';
+import { CorruptFileError, ValidationError, type ValidationFailure } from '../errors.js';
 import type { SegmentLog } from '../log/segment-log.js';
 import type { LocatedBatch } from '../log/segment.js';
 import { decodeEvent, decodeRecordHead } from './codec.js';
@@ -68,11 +68,11 @@ async function startStreamRead(context: ReadContext, streamId: string, givenOpti
     parts.push(part);
     if (part.firstRevision <= from) break;
   }
-  return streamPagesForwards(context.log, parts.reverse(), from, remaining);
+  return streamPagesForwards(context.log, streamId, parts.reverse(), from, remaining);
 }
 
 /** Pages of one batch each: the stream's consecutive events that share it. */
-function streamPagesForwards(log: SegmentLog, parts: StreamPart[], from: number, maxCount: number): () => Promise<Page> {
+function streamPagesForwards(log: SegmentLog, streamId: string, parts: StreamPart[], from: number, maxCount: number): () => Promise<Page> {
   const batches = new BatchReader(log);
   let remaining = maxCount;
   let p = 0;
@@ -89,7 +89,7 @@ function streamPagesForwards(log: SegmentLog, parts: StreamPart[], from: number,
     const page: RecordedEvent[] = [];
     const byteOffset = part.batchOffsetAt(i);
     while (i < part.count && remaining > 0 && part.batchOffsetAt(i) === byteOffset && part.positionAt(i) < log.commitEnd) {
-      page.push(batches.eventAt(part, i++));
+      page.push(batches.eventAt(part, i++, streamId));
       remaining--;
     }
     return page;
@@ -117,7 +117,7 @@ function streamPagesBackwards(context: ReadContext, streamId: string, from: numb
     while (i >= 0 && remaining > 0 && current.batchOffsetAt(i) === byteOffset) {
       if (current.positionAt(i) < log.commitEnd) {
         if (!batches.holds(current, i)) await batches.fetch(current, i, -1);
-        page.push(batches.eventAt(current, i));
+        page.push(batches.eventAt(current, i, streamId));
         remaining--;
       }
       i--;
@@ -142,11 +142,23 @@ class BatchReader {
     return batch !== undefined && batch.segmentBase === part.segmentBase && batch.byteOffset === part.batchOffsetAt(i);
   }
 
-  /** Event `i` of `part`, decoded from the batch in hand (see {@link holds}). */
-  eventAt(part: StreamPart, i: number): RecordedEvent {
+  /**
+   * Event `i` of `part`, decoded from the batch in hand (see {@link holds}). The record must be
+   * the one the stream index promised (stream and revision): a mismatch means a damaged index,
+   * reported as such rather than returned as another stream's event.
+   */
+  eventAt(part: StreamPart, i: number, streamId: string): RecordedEvent {
     const batch = this.batch!;
     const position = part.positionAt(i);
-    return decodeEvent(batch.records[position - batch.basePosition]!, position, batch.timestamp);
+    const record = batch.records[position - batch.basePosition];
+    const event = record === undefined ? undefined : decodeEvent(record, position, batch.timestamp);
+    if (event === undefined || event.streamId !== streamId || event.revision !== part.firstRevision + i) {
+      throw new CorruptFileError(
+        `stream index of segment ${part.segmentBase}`,
+        `it places revision ${part.firstRevision + i} of stream '${streamId}' at position ${position}, where the log holds ${event === undefined ? 'no such record' : `revision ${event.revision} of '${event.streamId}'`}`,
+      );
+    }
+    return event;
   }
 
   /**

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { EventStore, isColdstreamError, type RecordedEvent } from '../../lib/index.js';
+import { encodeStreamIndex, StreamIndexFile, StreamRun } from '../../lib/store/stream-index-file.js';
 import { useTempDir } from '../helpers/temp-dir.js';
 
 async function collect(iterator: AsyncIterable<RecordedEvent>): Promise<RecordedEvent[]> {
@@ -61,5 +62,29 @@ describe('EventStore with a damaged sidecar in the middle of the log', () => {
     expect(isColdstreamError(error, 'CORRUPT_FILE'), String(error)).to.equal(true);
     expect(fs.readFileSync(logFile).equals(bytes), 'the data file is untouched').to.equal(true);
     expect(fs.readdirSync(path.join(tmp.path, 'log')).filter((n) => n.endsWith('.log')).length).to.be.greaterThan(2);
+  });
+
+  it('reports a stream index that disagrees with the log as CORRUPT_FILE, not as another event', async () => {
+    await fill();
+    const streamsFile = path.join(tmp.path, 'log', '00000000000000000000.streams');
+    const original = StreamIndexFile.decode(streamsFile, fs.readFileSync(streamsFile), 0);
+    // A well-formed index (valid CRC) whose entries for 'a' are one position off.
+    const runs = new Map<string, StreamRun>();
+    for (const [streamId, part] of original.streams()) {
+      const run = StreamRun.from(part);
+      if (streamId === 'a') run.relativePositions.forEach((p, k) => (run.relativePositions[k] = p + 1));
+      runs.set(streamId, run);
+    }
+    fs.writeFileSync(streamsFile, encodeStreamIndex(0, runs, () => -1));
+    fs.rmSync(path.join(tmp.path, 'heads.checkpoint'));
+    const store = await EventStore.open(options(tmp.path));
+    let error: unknown;
+    try {
+      await collect(store.readStream('a'));
+    } catch (e) {
+      error = e;
+    }
+    expect(isColdstreamError(error, 'CORRUPT_FILE'), String(error)).to.equal(true);
+    await store.close();
   });
 });
