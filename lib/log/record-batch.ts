@@ -18,10 +18,15 @@
  * |     16 |    8 | basePosition  | position of the first record                              |
  * |     24 |    4 | recordCount   | ≥ 1                                                       |
  * |     28 |    8 | timestamp     | milliseconds since the epoch, when the batch was appended |
- * |     36 |    … | records       | recordCount × (u32 length, that many bytes)               |
+ * |     36 |    4 | syncedBytes   | bytes of this segment known fdatasync'd when it was written |
+ * |     40 |    … | records       | recordCount × (u32 length, that many bytes)               |
  *
  * The length is outside the CRC (it says how far the CRC reaches), so a damaged length shows as
  * a CRC mismatch or as a batch that runs past the end of the file; both are corruption.
+ *
+ * `syncedBytes` lets recovery tell a torn write from damage: a bad batch at byte X is cut off
+ * only if no intact batch after it says the segment was synced past X when it was written
+ * (the claim is always true: it is written after the sync it reports).
  */
 import { CorruptRecordError } from '../errors.js';
 import { crc32c } from './crc.js';
@@ -29,7 +34,7 @@ import { readU64, writeU64 } from './u64.js';
 
 export const BATCH_MAGIC = 0x4243_5343; // "CSCB" read as little-endian bytes
 export const BATCH_FORMAT_VERSION = 1;
-export const BATCH_HEADER_BYTES = 36;
+export const BATCH_HEADER_BYTES = 40;
 export const RECORD_LENGTH_BYTES = 4;
 /** A batch's length field is a u32 but we keep it below 2^31 so byte offsets stay small integers. */
 export const MAX_BATCH_BYTES = 0x7fff_ffff;
@@ -44,6 +49,7 @@ const RESERVED_OFFSET = 14;
 const BASE_POSITION_OFFSET = 16;
 const RECORD_COUNT_OFFSET = 24;
 const TIMESTAMP_OFFSET = 28;
+const SYNCED_BYTES_OFFSET = 36;
 
 export interface BatchHeader {
   readonly batchLength: number;
@@ -51,6 +57,8 @@ export interface BatchHeader {
   readonly basePosition: number;
   readonly recordCount: number;
   readonly timestamp: number;
+  /** Bytes of the segment known fdatasync'd when the batch was written. */
+  readonly syncedBytes: number;
 }
 
 /** A decoded batch: its header fields and its records (views into the buffer it was read from). */
@@ -66,8 +74,8 @@ export function batchBytes(records: readonly Uint8Array[]): number {
 }
 
 /** Encodes one batch of `records`; there must be at least one. */
-export function encodeBatch(basePosition: number, timestamp: number, records: readonly Uint8Array[]): Buffer {
-  return encodeFramedBatch(basePosition, timestamp, records.length, frameRecords(records));
+export function encodeBatch(basePosition: number, timestamp: number, records: readonly Uint8Array[], syncedBytes = 0): Buffer {
+  return encodeFramedBatch(basePosition, timestamp, records.length, frameRecords(records), syncedBytes);
 }
 
 /** Frames records as a batch body: each one's u32 length, then its bytes. */
@@ -86,7 +94,7 @@ export function frameRecords(records: readonly Uint8Array[]): Buffer {
  * Encodes one batch around `body`, `recordCount` framed records (see {@link frameRecords}), with
  * one copy of the body. The caller asserts sizes; a batch holds at least one record.
  */
-export function encodeFramedBatch(basePosition: number, timestamp: number, recordCount: number, body: Uint8Array): Buffer {
+export function encodeFramedBatch(basePosition: number, timestamp: number, recordCount: number, body: Uint8Array, syncedBytes = 0): Buffer {
   const length = BATCH_HEADER_BYTES + body.length;
   const buf = Buffer.allocUnsafe(length);
   buf.writeUInt32LE(BATCH_MAGIC, MAGIC_OFFSET);
@@ -97,6 +105,7 @@ export function encodeFramedBatch(basePosition: number, timestamp: number, recor
   writeU64(buf, BASE_POSITION_OFFSET, basePosition);
   buf.writeUInt32LE(recordCount, RECORD_COUNT_OFFSET);
   writeU64(buf, TIMESTAMP_OFFSET, timestamp);
+  buf.writeUInt32LE(syncedBytes, SYNCED_BYTES_OFFSET);
   buf.set(body, BATCH_HEADER_BYTES);
   buf.writeUInt32LE(crc32c(buf.subarray(CRC_START)), CRC_OFFSET);
   return buf;
@@ -127,6 +136,7 @@ export function readBatchHeader(buf: Buffer, at: number): BatchHeader & { magic:
     basePosition: readU64(buf, at + BASE_POSITION_OFFSET),
     recordCount: buf.readUInt32LE(at + RECORD_COUNT_OFFSET),
     timestamp: readU64(buf, at + TIMESTAMP_OFFSET),
+    syncedBytes: buf.readUInt32LE(at + SYNCED_BYTES_OFFSET),
   };
 }
 

@@ -9,13 +9,18 @@
  * are checked one by one (magic, length, CRC, the chain of positions); the first that fails, and
  * everything after it, is a torn write of an append that was never acknowledged, and is cut off.
  *
+ * A bad batch followed by an intact one that records (in its header) that the segment had been
+ * synced past the bad one is not a torn write but damaged acknowledged data: recovery then
+ * refuses with CorruptRecordError and changes nothing (see assertTornWrite).
+ *
  * What this does not do: it does not look for damage before the start of the scan. Under
  * `fsync` durability that data was synced before any index entry pointed past it; a bit flipped
  * later by the disk is caught by the CRC check of every read, as a CorruptRecordError.
  */
 import * as files from './files.js';
 import { OffsetIndex } from './offset-index.js';
-import { BATCH_HEADER_BYTES, checkBatch, readBatchHeader } from './record-batch.js';
+import { CorruptRecordError } from '../errors.js';
+import { BATCH_HEADER_BYTES, BATCH_MAGIC, checkBatch, readBatchHeader } from './record-batch.js';
 import { READ_CHUNK_BYTES, type Segment } from './segment.js';
 
 export interface RecoveryResult {
@@ -60,6 +65,7 @@ export async function recoverSegment(segment: Segment, indexIntervalBytes: numbe
   }
   const indexLengthBefore = index.length;
   const end = await scanForward(segment, fd, size, start.byteOffset, segment.basePosition + start.relativePosition, indexIntervalBytes);
+  if (end < size) await assertTornWrite(segment, fd, end, size);
   if (index.length !== indexLengthBefore) indexChanged = true;
 
   if (end < size) await files.ftruncate(fd, end);
@@ -73,6 +79,32 @@ export async function recoverSegment(segment: Segment, indexIntervalBytes: numbe
   segment.reservedBytes = segment.writtenBytes = segment.committedBytes = segment.allocatedBytes = segment.syncedBytes = end;
   segment.committedEnd = segment.nextPosition;
   return { truncatedBytes: size - end, scannedFromByte: start.byteOffset };
+}
+
+/**
+ * Throws CorruptRecordError, before anything is changed, when the invalid bytes at `byteOffset`
+ * are not a torn write: when an intact batch after them says the segment had been fdatasync'd
+ * past `byteOffset` by the time it was written. A write torn by a crash was never synced (a
+ * sync would have made it whole), so no later batch can say that of it; synced data that no
+ * longer checks out has been damaged since, and cutting it off would lose acknowledged events.
+ * Zero-filled preallocated space holds no batch and passes.
+ */
+async function assertTornWrite(segment: Segment, fd: number, byteOffset: number, size: number): Promise<void> {
+  const rest = await files.readAt(fd, size - byteOffset - 1, byteOffset + 1);
+  const magic = Buffer.alloc(4);
+  magic.writeUInt32LE(BATCH_MAGIC);
+  for (let at = rest.indexOf(magic); at >= 0; at = rest.indexOf(magic, at + 1)) {
+    const check = checkBatch(rest, at, rest.length - at);
+    if (check.ok && check.header!.syncedBytes > byteOffset) {
+      throw new CorruptRecordError({
+        file: segment.logFile,
+        byteOffset,
+        reason:
+          `the batch here is damaged, but the intact batch at byte ${byteOffset + 1 + at} was written after the segment was synced past it: ` +
+          'this is acknowledged data, not a torn write, so recovery will not cut it off',
+      });
+    }
+  }
 }
 
 /**

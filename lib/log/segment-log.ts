@@ -260,7 +260,7 @@ export class SegmentLog {
       segment = this.roll();
     }
     const basePosition = segment.nextPosition;
-    const buf = encodeFramedBatch(basePosition, timestamp, recordCount, body);
+    const buf = encodeFramedBatch(basePosition, timestamp, recordCount, body, segment.syncedBytes);
     const byteOffset = segment.reservedBytes;
     segment.reservedBytes += length;
     segment.noteBatch(basePosition, recordCount, byteOffset, timestamp, this.options.indexIntervalBytes);

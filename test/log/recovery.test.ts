@@ -68,6 +68,31 @@ function damagePoints(f: Fixture, count: number, seed: number): number[] {
   return [...Array.from({ length: f.size - from }, (_, i) => from + i), ...earlier];
 }
 
+/**
+ * Opens the log after a byte of `batches` was flipped at `at`: when the damaged batch is the
+ * last one (no later batch says it was synced) recovery cuts it off like a torn write; when a
+ * later intact batch was written after it was synced, opening refuses with CorruptRecordError
+ * naming the damaged batch and changes no file.
+ */
+async function expectFlipHandled(dir: string, batches: readonly WrittenBatch[], kept: readonly WrittenBatch[], at: number, logFile: string, context: string, options?: Parameters<typeof expectRecovered>[4]): Promise<void> {
+  const damaged = batches.find((b) => b.byteOffset <= at && at < end(b))!;
+  if (damaged === batches[batches.length - 1]) {
+    await expectRecovered(dir, [...kept, ...batches.filter((b) => end(b) <= at)], context, undefined, options);
+    return;
+  }
+  const before = fs.readFileSync(logFile);
+  const error = await SegmentLog.open(logOptions(dir, options)).then(
+    async (log) => {
+      await log.close();
+      return undefined;
+    },
+    (e: unknown) => e,
+  );
+  expect(error, `${context}: refused`).to.be.instanceOf(CorruptRecordError);
+  expect(error, context).to.include({ code: 'CORRUPT_RECORD', file: logFile, byteOffset: damaged.byteOffset });
+  expect(fs.readFileSync(logFile).equals(before), `${context}: the file is unchanged`).to.equal(true);
+}
+
 function flipByte(file: string, at: number, mask: number): void {
   const bytes = fs.readFileSync(file);
   bytes[at] = bytes[at]! ^ mask;
@@ -90,24 +115,42 @@ describe('recovery of the active segment', () => {
     }
   });
 
-  it('drops the batch holding a flipped byte and everything after it when scanning from the start', async () => {
+  it('cuts a flipped last batch, and refuses (changing nothing) a flipped batch a later one proves synced', async () => {
     const f = await setup(tmp.path, 2);
     const random = rng(22);
     for (const at of damagePoints(f, 50, 21)) {
       restore(tmp.path, f.snap);
       flipByte(f.logFile, at, 1 + random.int(255));
       fs.rmSync(f.indexFile);
-      await expectRecovered(tmp.path, survivorsOf(f, at), `byte ${at} flipped, no index`);
+      await expectFlipHandled(tmp.path, f.active, f.sealed, at, f.logFile, `byte ${at} flipped, no index`);
     }
   });
 
-  it('drops the batch holding a flipped byte after the last index entry, using the index', async () => {
+  it('handles a flipped byte after the last index entry the same way, using the index', async () => {
     const f = await setup(tmp.path, 3);
     const random = rng(33);
     for (let at = f.lastIndexedByte; at < f.size; at += 1 + random.int(3)) {
       restore(tmp.path, f.snap);
       flipByte(f.logFile, at, 1 + random.int(255));
-      await expectRecovered(tmp.path, survivorsOf(f, at), `byte ${at} flipped, index kept`);
+      await expectFlipHandled(tmp.path, f.active, f.sealed, at, f.logFile, `byte ${at} flipped, index kept`);
+    }
+  });
+
+  it('cuts a flipped batch that no later batch proves synced (a torn write under none durability)', async () => {
+    const written = await buildLog(tmp.path, 8);
+    const base = activeBase(written);
+    const active = written.filter((b) => b.segmentBase === base);
+    // Rewrite the active segment as 'none' durability leaves it: nothing synced, every claim 0.
+    const logFile = fileOf(tmp.path, base, '.log');
+    fs.writeFileSync(logFile, Buffer.concat(active.map((b) => encodeBatch(b.basePosition, 1, b.records, 0))));
+    fs.rmSync(fileOf(tmp.path, base, '.index'));
+    const victim = active[1]!;
+    flipByte(logFile, victim.byteOffset + 5, 0x04);
+    const log = await SegmentLog.open(logOptions(tmp.path));
+    try {
+      expect(log.nextPosition).to.equal(victim.basePosition);
+    } finally {
+      await log.close();
     }
   });
 
@@ -250,16 +293,14 @@ describe('recovery across read-chunk boundaries', () => {
     const batchAt = (at: number): WrittenBatch => f.written.find((b) => b.byteOffset <= at && at < end(b))!;
     const points = [READ_CHUNK_BYTES - 1, READ_CHUNK_BYTES + 7, 2 * READ_CHUNK_BYTES, batchAt(3 * READ_CHUNK_BYTES).byteOffset + 30, size - 2];
     for (const at of points) {
-      for (const [what, damage] of [
-        ['cut', () => fs.truncateSync(f.logFile, at)],
-        ['flipped', () => flipByte(f.logFile, at, 0x80)],
-      ] as const) {
-        restore(tmp.path, f.snap);
-        damage();
-        fs.rmSync(f.indexFile);
-        const survivors = f.written.filter((b) => end(b) <= at);
-        await expectRecovered(tmp.path, survivors, `${what} at ${at} of a large segment`, undefined, BIG);
-      }
+      restore(tmp.path, f.snap);
+      fs.truncateSync(f.logFile, at);
+      fs.rmSync(f.indexFile);
+      await expectRecovered(tmp.path, f.written.filter((b) => end(b) <= at), `cut at ${at} of a large segment`, undefined, BIG);
+      restore(tmp.path, f.snap);
+      flipByte(f.logFile, at, 0x80);
+      fs.rmSync(f.indexFile);
+      await expectFlipHandled(tmp.path, f.written, [], at, f.logFile, `flipped at ${at} of a large segment`, BIG);
     }
     restore(tmp.path, f.snap);
     fs.appendFileSync(f.logFile, Buffer.alloc(300_000));

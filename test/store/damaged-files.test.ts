@@ -11,7 +11,7 @@ async function collect(iterator: AsyncIterable<RecordedEvent>): Promise<Recorded
   return out;
 }
 
-describe('EventStore with a damaged sidecar in the middle of the log', () => {
+describe('EventStore with damaged files', () => {
   const tmp = useTempDir();
   const options = (dir: string) => ({ dir, durability: 'none' as const, segmentBytes: 2048, indexIntervalBytes: 128 });
   const sidecarOf = (dir: string) => path.join(dir, 'log', '00000000000000000000.sealed');
@@ -86,5 +86,24 @@ describe('EventStore with a damaged sidecar in the middle of the log', () => {
     }
     expect(isColdstreamError(error, 'CORRUPT_FILE'), String(error)).to.equal(true);
     await store.close();
+  });
+
+  it('refuses to open, instead of cutting acknowledged events, after a bit flip in synced data of the active segment', async () => {
+    const store = await EventStore.open({ dir: tmp.path, durability: 'fsync' });
+    for (let i = 0; i < 50; i++) await store.appendToStream('s', [{ type: 'T', data: { i } }]);
+    await store.close();
+    const logFile = path.join(tmp.path, 'log', '00000000000000000000.log');
+    const bytes = fs.readFileSync(logFile);
+    // Inside the tail that recovery scans (after the last index entry), with intact batches after it.
+    bytes[bytes.length - 150] = bytes[bytes.length - 150]! ^ 0x08;
+    fs.writeFileSync(logFile, bytes);
+    let error: unknown;
+    try {
+      await EventStore.open({ dir: tmp.path, durability: 'fsync' });
+    } catch (e) {
+      error = e;
+    }
+    expect(isColdstreamError(error, 'CORRUPT_RECORD'), String(error)).to.equal(true);
+    expect(fs.readFileSync(logFile).equals(bytes), 'nothing was cut').to.equal(true);
   });
 });
