@@ -15,8 +15,9 @@
  *
  * Rolling and sealing. The active segment rolls when the next batch would take it past
  * `segmentBytes`, or when its first batch is older than `segmentMaxAgeMs`. The rolled segment is
- * sealed by the loop once its last batch is written: fdatasync, final index written and synced,
- * `onSeal` called for the layer above to write its attachments, then the sidecar (commit point).
+ * sealed once its last batch is acknowledged, in the background (appends to the next segment go
+ * on), one segment at a time and in order: fsync, final index written and synced, `onSeal`
+ * called for the layer above to write its attachments, then the sidecar (commit point).
  *
  * Failing. An error from write or fsync fails the log: that batch and every later one are
  * rejected with StoreFailedError, because after a failed fsync the page cache cannot be trusted.
@@ -367,20 +368,23 @@ export class SegmentLog {
         this.commitEnd_ = last.end;
       }
       for (const batch of group) batch.resolve();
-      for (const waiter of syncs) waiter.resolve();
       if (last !== undefined) for (const listener of this.commitListeners) listener(this.commitEnd_);
+      // A rolled segment whose last batch is acknowledged is sealed in the background, one at a
+      // time and in order, so that appends to the next segment do not wait for it (sealing
+      // syncs, digests the whole file and writes several files).
       while (this.sealQueue.length > 0 && this.sealQueue[0]!.committedBytes === this.sealQueue[0]!.reservedBytes) {
-        try {
-          await this.seal(this.sealQueue[0]!);
-        } catch (err) {
-          this.fail(err, [], []);
-          return false;
-        }
-        this.sealQueue.shift();
+        const segment = this.sealQueue.shift()!;
+        this.sealing = this.sealing.then(() => (this.failure === undefined ? this.seal(segment) : undefined)).catch((err: unknown) => this.fail(err, [], []));
       }
+      // A flush covers the rolled segments too, which (under none durability) only their seal syncs.
+      const sealed = this.sealing;
+      for (const waiter of syncs) void sealed.then(() => (this.failure === undefined ? waiter.resolve() : waiter.reject(this.failure)));
     }
     return true;
   }
+
+  /** The seals scheduled so far, in order; never rejects (a failed seal fails the log). */
+  private sealing: Promise<void> = Promise.resolve();
 
   private async writeGroup(group: PendingBatch[], forceSync: boolean): Promise<void> {
     const touched: Segment[] = [];
@@ -669,6 +673,7 @@ export class SegmentLog {
     if (this.intervalTimer !== undefined) clearInterval(this.intervalTimer);
     try {
       while (this.looping) await this.loop;
+      await this.sealing;
       if (this.failure === undefined && this.active.created) {
         try {
           await this.trimPreallocation(this.active);
