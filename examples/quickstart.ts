@@ -47,7 +47,7 @@ await store.close();
 
 store = await EventStore.open({ dir, segmentBytes: 64 * 1024 });
 let shipped = 0;
-for await (const event of store.readAll({ filter: { eventTypes: ['OrderShipped'] } })) shipped++;
+for await (const _event of store.readAll({ filter: { eventTypes: ['OrderShipped'] } })) shipped++;
 const head = await store.streamHead('order-1');
 console.log(`reopened: ${store.commitPosition} events in $all, ${shipped} orders shipped, order-1 at revision ${head?.revision}`);
 await store.close();

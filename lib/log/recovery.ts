@@ -19,9 +19,14 @@
  */
 import * as files from './files.js';
 import { OffsetIndex } from './offset-index.js';
-import { CorruptRecordError } from '../errors.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { CorruptFileError, CorruptRecordError } from '../errors.js';
+import { crc32c } from './crc.js';
 import { BATCH_HEADER_BYTES, BATCH_MAGIC, checkBatch, readBatchHeader } from './record-batch.js';
-import { READ_CHUNK_BYTES, type Segment } from './segment.js';
+import { READ_CHUNK_BYTES, Segment } from './segment.js';
+import { parseSegmentLogName, SUFFIX } from './segment-files.js';
+import { decodeSidecar, encodeSidecar, type FileDigest, type SegmentSidecar } from './sidecar.js';
 
 export interface RecoveryResult {
   /** Bytes cut off the end of the data file. */
@@ -151,4 +156,145 @@ async function scanForward(segment: Segment, fd: number, size: number, byteOffse
     }
   }
   return cursor;
+}
+
+/**
+ * Recovers the log directory `dir` on open: the segments in position order (the last one
+ * active, created empty when there is none or the last is sealed) and those whose seal a crash
+ * interrupted (the trailing run of unsealed segments before the active one, sealed later by the
+ * log). Sealed segments are trusted by their sidecars and not read; a damaged sidecar before a
+ * sealed segment is rebuilt from the segment's files; unsealed segments are recovered
+ * (recoverSegment). Segments after an interrupted seal whose tail was torn held only
+ * unacknowledged data and are removed. On failure every file opened is closed.
+ */
+export async function recoverLog(dir: string, indexIntervalBytes: number): Promise<{ segments: Segment[]; interrupted: Segment[] }> {
+  const opened: Segment[] = [];
+  try {
+    return await recoverSegments(dir, indexIntervalBytes, opened);
+  } catch (err) {
+    await Promise.all(opened.map((s) => s.closeFiles().catch(() => {})));
+    throw err;
+  }
+}
+
+async function recoverSegments(dir: string, indexIntervalBytes: number, opened: Segment[]): Promise<{ segments: Segment[]; interrupted: Segment[] }> {
+  if ((await fs.promises.mkdir(dir, { recursive: true })) !== undefined) await files.fsyncDir(path.dirname(path.resolve(dir)));
+  const names = await fs.promises.readdir(dir);
+  await Promise.all(names.filter((n) => n.endsWith('.tmp')).map((n) => files.unlinkIfExists(path.join(dir, n))));
+  const bases = names.map(parseSegmentLogName).filter((b): b is number => b !== undefined).sort((a, b) => a - b);
+  const segments: Segment[] = [];
+  const interrupted: Segment[] = [];
+  const sidecars = await Promise.all(bases.map((base) => readSidecar(new Segment(dir, base))));
+  // Segments seal strictly in order, so only the run of unsealed segments at the end can be
+  // interrupted seals; one without a valid sidecar before a sealed one is damage.
+  const lastSealed = sidecars.findLastIndex((sidecar) => sidecar !== undefined);
+  for (const [i, base] of bases.entries()) {
+    const segment = new Segment(dir, base);
+    opened.push(segment);
+    const isLast = i === bases.length - 1;
+    const sidecar = sidecars[i];
+    if (sidecar !== undefined) {
+      applySidecar(segment, sidecar);
+    } else if (i < lastSealed) {
+      applySidecar(segment, await rebuildSidecar(segment, bases[i + 1]!, indexIntervalBytes));
+    } else {
+      await files.unlinkIfExists(segment.sealedFile);
+      await recoverSegment(segment, indexIntervalBytes, !isLast);
+      if (!isLast) interrupted.push(segment);
+    }
+    const previous = segments[segments.length - 1];
+    if (previous !== undefined && previous.nextPosition !== segment.basePosition) {
+      if (previous.sealed || segment.sealed) {
+        throw new CorruptFileError(segment.logFile, `segment starts at position ${segment.basePosition} but the previous one ends before ${previous.nextPosition}`);
+      }
+      // The previous segment's seal was interrupted and its tail was torn: everything after
+      // the tear was never acknowledged, as recovery of a single segment would cut it off.
+      await dropSegmentsFrom(dir, bases.slice(i));
+      interrupted.pop();
+      await segment.closeFiles();
+      break;
+    }
+    segments.push(segment);
+  }
+  const last = segments[segments.length - 1];
+  if (last === undefined || last.sealed) {
+    const fresh = new Segment(dir, last?.nextPosition ?? 0);
+    fresh.index = new OffsetIndex();
+    segments.push(fresh);
+  } else if (interrupted[interrupted.length - 1] === last) {
+    interrupted.pop(); // After dropping its successors it is the active segment again.
+  }
+  return { segments, interrupted };
+}
+
+/**
+ * Rebuilds the damaged (or missing) sidecar of a sealed segment in the middle of the log from
+ * its files, which sealing left complete and which nothing has changed since: a read-only scan
+ * of the data (which must hold whole, valid batches up to the next segment's base position),
+ * the offset index rebuilt from it, and the digests of the segment's other files (the layer
+ * above's attachments, as they are). Nothing but the index and the sidecar is written. Data
+ * that does not check out is a CorruptFileError, and nothing is changed.
+ */
+async function rebuildSidecar(segment: Segment, nextBase: number, indexIntervalBytes: number): Promise<SegmentSidecar> {
+  const scan = await scanSegmentReadOnly(segment, indexIntervalBytes);
+  if (scan.end !== scan.size || segment.nextPosition !== nextBase) {
+    throw new CorruptFileError(
+      segment.sealedFile,
+      `the sidecar of a sealed segment is damaged and its data does not check out either (valid batches end at byte ${scan.end} of ${scan.size}, ` +
+        `position ${segment.nextPosition} where the next segment starts at ${nextBase}): restore the segment's files from a backup`,
+    );
+  }
+  const indexBytes = segment.index!.encode();
+  await files.writeFileDurable(segment.indexFile, indexBytes);
+  const prefix = path.basename(segment.logFile, SUFFIX.log);
+  const attachments: Record<string, FileDigest> = {};
+  for (const name of (await fs.promises.readdir(segment.dir)).sort()) {
+    const suffix = name.slice(prefix.length);
+    if (!name.startsWith(prefix) || [SUFFIX.log, SUFFIX.index, SUFFIX.sealed].includes(suffix as never) || suffix.endsWith('.tmp')) continue;
+    const bytes = await fs.promises.readFile(path.join(segment.dir, name));
+    attachments[suffix] = { bytes: bytes.length, crc32c: crc32c(bytes) };
+  }
+  const data = await fs.promises.readFile(segment.logFile);
+  const sidecar: SegmentSidecar = {
+    formatVersion: 1,
+    basePosition: segment.basePosition,
+    lastPosition: segment.nextPosition - 1,
+    firstTimestamp: segment.firstTimestamp!,
+    lastTimestamp: segment.lastTimestamp!,
+    data: { bytes: data.length, crc32c: crc32c(data) },
+    index: { bytes: indexBytes.length, crc32c: crc32c(indexBytes) },
+    attachments,
+  };
+  await files.writeFileAtomic(segment.sealedFile, encodeSidecar(sidecar));
+  return sidecar;
+}
+
+async function readSidecar(segment: Segment): Promise<SegmentSidecar | undefined> {
+  const text = await files.readFileIfExists(segment.sealedFile);
+  if (text === undefined) return undefined;
+  try {
+    const sidecar = decodeSidecar(segment.sealedFile, text);
+    return sidecar.basePosition === segment.basePosition ? sidecar : undefined;
+  } catch (err) {
+    if (err instanceof CorruptFileError) return undefined; // Sealed again from the data.
+    throw err;
+  }
+}
+
+function applySidecar(segment: Segment, sidecar: SegmentSidecar): void {
+  segment.sidecar = sidecar;
+  segment.created = true;
+  segment.reservedBytes = segment.writtenBytes = segment.committedBytes = sidecar.data.bytes;
+  segment.nextPosition = segment.committedEnd = sidecar.lastPosition + 1;
+  segment.firstTimestamp = sidecar.firstTimestamp;
+  segment.lastTimestamp = sidecar.lastTimestamp;
+}
+
+async function dropSegmentsFrom(dir: string, bases: number[]): Promise<void> {
+  const names = await fs.promises.readdir(dir);
+  for (const base of bases) {
+    const prefix = String(base).padStart(20, '0') + '.';
+    for (const name of names.filter((n) => n.startsWith(prefix))) await files.unlinkIfExists(path.join(dir, name));
+  }
+  await files.fsyncDir(dir);
 }

@@ -32,15 +32,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Clock } from '../clock.js';
-import { CorruptFileError, CorruptRecordError, StoreClosedError, StoreFailedError } from '../errors.js';
+import { CorruptRecordError, StoreClosedError, StoreFailedError } from '../errors.js';
 import { crc32c } from './crc.js';
 import * as files from './files.js';
 import { OffsetIndex } from './offset-index.js';
 import { BATCH_HEADER_BYTES, encodeFramedBatch, frameRecords } from './record-batch.js';
-import { recoverSegment, scanSegmentReadOnly } from './recovery.js';
+import { recoverLog } from './recovery.js';
 import { READ_CHUNK_BYTES, Segment, type LocatedBatch } from './segment.js';
-import { parseSegmentLogName, SUFFIX } from './segment-files.js';
-import { decodeSidecar, encodeSidecar, type FileDigest, type SegmentSidecar } from './sidecar.js';
+import { encodeSidecar, type FileDigest, type SegmentSidecar } from './sidecar.js';
 
 export type Durability = 'fsync' | 'interval' | 'none';
 
@@ -145,62 +144,7 @@ export class SegmentLog {
 
   /** Opens (creating if needed) the log in `options.dir`, recovering the active segment's tail. */
   static async open(options: SegmentLogOptions): Promise<SegmentLog> {
-    const opened: Segment[] = [];
-    try {
-      return await SegmentLog.recover(options, opened);
-    } catch (err) {
-      await Promise.all(opened.map((s) => closeFd(s).catch(() => {})));
-      throw err;
-    }
-  }
-
-  private static async recover(options: SegmentLogOptions, opened: Segment[]): Promise<SegmentLog> {
-    if ((await fs.promises.mkdir(options.dir, { recursive: true })) !== undefined) await files.fsyncDir(path.dirname(path.resolve(options.dir)));
-    const names = await fs.promises.readdir(options.dir);
-    await Promise.all(names.filter((n) => n.endsWith('.tmp')).map((n) => files.unlinkIfExists(path.join(options.dir, n))));
-    const bases = names.map(parseSegmentLogName).filter((b): b is number => b !== undefined).sort((a, b) => a - b);
-    const segments: Segment[] = [];
-    const interrupted: Segment[] = [];
-    const sidecars = await Promise.all(bases.map((base) => readSidecar(new Segment(options.dir, base))));
-    // Segments seal strictly in order, so only the run of unsealed segments at the end can be
-    // interrupted seals; one without a valid sidecar before a sealed one is damage.
-    const lastSealed = sidecars.findLastIndex((sidecar) => sidecar !== undefined);
-    for (const [i, base] of bases.entries()) {
-      const segment = new Segment(options.dir, base);
-      opened.push(segment);
-      const isLast = i === bases.length - 1;
-      const sidecar = sidecars[i];
-      if (sidecar !== undefined) {
-        applySidecar(segment, sidecar);
-      } else if (i < lastSealed) {
-        applySidecar(segment, await rebuildSidecar(segment, bases[i + 1]!, options.indexIntervalBytes));
-      } else {
-        await files.unlinkIfExists(segment.sealedFile);
-        await recoverSegment(segment, options.indexIntervalBytes, !isLast);
-        if (!isLast) interrupted.push(segment);
-      }
-      const previous = segments[segments.length - 1];
-      if (previous !== undefined && previous.nextPosition !== segment.basePosition) {
-        if (previous.sealed || segment.sealed) {
-          throw new CorruptFileError(segment.logFile, `segment starts at position ${segment.basePosition} but the previous one ends before ${previous.nextPosition}`);
-        }
-        // The previous segment's seal was interrupted and its tail was torn: everything after
-        // the tear was never acknowledged, as recovery of a single segment would cut it off.
-        await dropSegmentsFrom(options.dir, bases.slice(i));
-        interrupted.pop();
-        await closeFd(segment);
-        break;
-      }
-      segments.push(segment);
-    }
-    const last = segments[segments.length - 1];
-    if (last === undefined || last.sealed) {
-      const fresh = new Segment(options.dir, last?.nextPosition ?? 0);
-      fresh.index = new OffsetIndex();
-      segments.push(fresh);
-    } else if (interrupted[interrupted.length - 1] === last) {
-      interrupted.pop(); // After dropping its successors it is the active segment again.
-    }
+    const { segments, interrupted } = await recoverLog(options.dir, options.indexIntervalBytes);
     const log = new SegmentLog(options, segments);
     log.interrupted = interrupted;
     return log;
@@ -603,7 +547,7 @@ export class SegmentLog {
     this.activeReads++;
     segment.readers++;
     try {
-      segment.opening ??= segment.fd === undefined ? openForReading(segment) : Promise.resolve();
+      segment.opening ??= segment.fd === undefined ? segment.openForReading() : Promise.resolve();
       await segment.opening;
       segment.lastUsed = ++this.useCounter;
       return await read();
@@ -622,38 +566,11 @@ export class SegmentLog {
     const open = this.segments.filter((s) => s.sealed && s.fd !== undefined && s.readers === 0 && s !== this.active);
     if (open.length <= limit) return;
     open.sort((a, b) => a.lastUsed - b.lastUsed);
-    for (const segment of open.slice(0, open.length - limit)) void closeFd(segment).catch(() => {});
+    for (const segment of open.slice(0, open.length - limit)) void segment.closeFiles().catch(() => {});
   }
 
-  private async indexOf(segment: Segment): Promise<OffsetIndex> {
-    if (segment.index !== undefined) return segment.index;
-    segment.indexLoading ??= this.loadSealedIndex(segment);
-    return segment.indexLoading;
-  }
-
-  /** Loads a sealed segment's index; one that fails its CRC is rebuilt from the data. */
-  private async loadSealedIndex(segment: Segment): Promise<OffsetIndex> {
-    const expected = segment.sidecar!.index;
-    const bytes = await files.readFileIfExists(segment.indexFile);
-    if (bytes !== undefined && bytes.length === expected.bytes && crc32c(bytes) === expected.crc32c) {
-      segment.index = OffsetIndex.decode(bytes, segment.committedBytes).index;
-      return segment.index;
-    }
-    const index = new OffsetIndex();
-    const rebuilding = new Segment(this.options.dir, segment.basePosition);
-    rebuilding.index = index;
-    let byteOffset = 0;
-    let position = segment.basePosition;
-    while (byteOffset < segment.committedBytes) {
-      const batches = await segment.readBatches(byteOffset, position, 4 * READ_CHUNK_BYTES);
-      for (const b of batches) {
-        rebuilding.noteBatch(b.basePosition, b.recordCount, b.byteOffset, b.timestamp, this.options.indexIntervalBytes);
-        byteOffset = b.byteOffset + b.batchLength;
-        position = b.basePosition + b.recordCount;
-      }
-    }
-    segment.index = index;
-    return index;
+  private indexOf(segment: Segment): Promise<OffsetIndex> {
+    return segment.loadIndex(this.options.indexIntervalBytes);
   }
 
   private closing_: Promise<void> | undefined;
@@ -687,99 +604,8 @@ export class SegmentLog {
       if (this.activeReads > 0) await new Promise<void>((resolve) => (this.readsDrained = resolve));
     } finally {
       this.closed = true;
-      await Promise.all(this.segments.map((segment) => closeFd(segment).catch(() => {})));
+      await Promise.all(this.segments.map((segment) => segment.closeFiles().catch(() => {})));
     }
     if (this.failure !== undefined) throw this.failure;
   }
-}
-
-/**
- * Rebuilds the damaged (or missing) sidecar of a sealed segment in the middle of the log from
- * its files, which sealing left complete and which nothing has changed since: a read-only scan
- * of the data (which must hold whole, valid batches up to the next segment's base position),
- * the offset index rebuilt from it, and the digests of the segment's other files (the layer
- * above's attachments, as they are). Nothing but the index and the sidecar is written. Data
- * that does not check out is a CorruptFileError, and nothing is changed.
- */
-async function rebuildSidecar(segment: Segment, nextBase: number, indexIntervalBytes: number): Promise<SegmentSidecar> {
-  const scan = await scanSegmentReadOnly(segment, indexIntervalBytes);
-  if (scan.end !== scan.size || segment.nextPosition !== nextBase) {
-    throw new CorruptFileError(
-      segment.sealedFile,
-      `the sidecar of a sealed segment is damaged and its data does not check out either (valid batches end at byte ${scan.end} of ${scan.size}, ` +
-        `position ${segment.nextPosition} where the next segment starts at ${nextBase}): restore the segment's files from a backup`,
-    );
-  }
-  const indexBytes = segment.index!.encode();
-  await files.writeFileDurable(segment.indexFile, indexBytes);
-  const prefix = path.basename(segment.logFile, SUFFIX.log);
-  const attachments: Record<string, FileDigest> = {};
-  for (const name of (await fs.promises.readdir(segment.dir)).sort()) {
-    const suffix = name.slice(prefix.length);
-    if (!name.startsWith(prefix) || [SUFFIX.log, SUFFIX.index, SUFFIX.sealed].includes(suffix as never) || suffix.endsWith('.tmp')) continue;
-    const bytes = await fs.promises.readFile(path.join(segment.dir, name));
-    attachments[suffix] = { bytes: bytes.length, crc32c: crc32c(bytes) };
-  }
-  const data = await fs.promises.readFile(segment.logFile);
-  const sidecar: SegmentSidecar = {
-    formatVersion: 1,
-    basePosition: segment.basePosition,
-    lastPosition: segment.nextPosition - 1,
-    firstTimestamp: segment.firstTimestamp!,
-    lastTimestamp: segment.lastTimestamp!,
-    data: { bytes: data.length, crc32c: crc32c(data) },
-    index: { bytes: indexBytes.length, crc32c: crc32c(indexBytes) },
-    attachments,
-  };
-  await files.writeFileAtomic(segment.sealedFile, encodeSidecar(sidecar));
-  return sidecar;
-}
-
-async function readSidecar(segment: Segment): Promise<SegmentSidecar | undefined> {
-  const text = await files.readFileIfExists(segment.sealedFile);
-  if (text === undefined) return undefined;
-  try {
-    const sidecar = decodeSidecar(segment.sealedFile, text);
-    return sidecar.basePosition === segment.basePosition ? sidecar : undefined;
-  } catch (err) {
-    if (err instanceof CorruptFileError) return undefined; // Sealed again from the data.
-    throw err;
-  }
-}
-
-function applySidecar(segment: Segment, sidecar: SegmentSidecar): void {
-  segment.sidecar = sidecar;
-  segment.created = true;
-  segment.reservedBytes = segment.writtenBytes = segment.committedBytes = sidecar.data.bytes;
-  segment.nextPosition = segment.committedEnd = sidecar.lastPosition + 1;
-  segment.firstTimestamp = sidecar.firstTimestamp;
-  segment.lastTimestamp = sidecar.lastTimestamp;
-}
-
-async function openForReading(segment: Segment): Promise<void> {
-  try {
-    segment.fd = await files.open(segment.logFile, 'r');
-  } catch (err) {
-    segment.opening = undefined;
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CorruptFileError(segment.logFile, 'the data file of a sealed segment is missing', { cause: err });
-    throw err;
-  }
-}
-
-async function closeFd(segment: Segment): Promise<void> {
-  const { fd, indexFd } = segment;
-  segment.fd = undefined;
-  segment.indexFd = undefined;
-  segment.opening = undefined;
-  if (fd !== undefined) await files.close(fd);
-  if (indexFd !== undefined) await files.close(indexFd);
-}
-
-async function dropSegmentsFrom(dir: string, bases: number[]): Promise<void> {
-  const names = await fs.promises.readdir(dir);
-  for (const base of bases) {
-    const prefix = String(base).padStart(20, '0') + '.';
-    for (const name of names.filter((n) => n.startsWith(prefix))) await files.unlinkIfExists(path.join(dir, name));
-  }
-  await files.fsyncDir(dir);
 }

@@ -11,7 +11,8 @@
  * visible to readers). Readers never see past `committedBytes`.
  */
 import assert from 'node:assert/strict';
-import { CorruptRecordError } from '../errors.js';
+import { CorruptFileError, CorruptRecordError } from '../errors.js';
+import { crc32c } from './crc.js';
 import * as files from './files.js';
 import { OffsetIndex } from './offset-index.js';
 import { BATCH_HEADER_BYTES, checkBatch, corruptBatch, decodeRecords, type RecordBatch } from './record-batch.js';
@@ -81,6 +82,60 @@ export class Segment {
   /** Position of the last committed record, or undefined when none is. */
   get lastPosition(): number | undefined {
     return this.committedEnd === this.basePosition ? undefined : this.committedEnd - 1;
+  }
+
+  /** Opens the data file for reading (a sealed segment's file is opened on first read). */
+  async openForReading(): Promise<void> {
+    try {
+      this.fd = await files.open(this.logFile, 'r');
+    } catch (err) {
+      this.opening = undefined;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CorruptFileError(this.logFile, 'the data file of a sealed segment is missing', { cause: err });
+      throw err;
+    }
+  }
+
+  /** Closes the data and index files, if open. */
+  async closeFiles(): Promise<void> {
+    const { fd, indexFd } = this;
+    this.fd = undefined;
+    this.indexFd = undefined;
+    this.opening = undefined;
+    if (fd !== undefined) await files.close(fd);
+    if (indexFd !== undefined) await files.close(indexFd);
+  }
+
+  /**
+   * The offset index: in memory for the active segment; loaded on first use for a sealed one,
+   * checked against the CRC in its sidecar, and rebuilt from the data when it fails (the data
+   * file must be open for reading).
+   */
+  loadIndex(indexIntervalBytes: number): Promise<OffsetIndex> {
+    if (this.index !== undefined) return Promise.resolve(this.index);
+    this.indexLoading ??= this.loadSealedIndex(indexIntervalBytes);
+    return this.indexLoading;
+  }
+
+  private async loadSealedIndex(indexIntervalBytes: number): Promise<OffsetIndex> {
+    const expected = this.sidecar!.index;
+    const bytes = await files.readFileIfExists(this.indexFile);
+    if (bytes !== undefined && bytes.length === expected.bytes && crc32c(bytes) === expected.crc32c) {
+      this.index = OffsetIndex.decode(bytes, this.committedBytes).index;
+      return this.index;
+    }
+    const rebuilding = new Segment(this.dir, this.basePosition);
+    rebuilding.index = new OffsetIndex();
+    let byteOffset = 0;
+    let position = this.basePosition;
+    while (byteOffset < this.committedBytes) {
+      for (const b of await this.readBatches(byteOffset, position, 4 * READ_CHUNK_BYTES)) {
+        rebuilding.noteBatch(b.basePosition, b.recordCount, b.byteOffset, b.timestamp, indexIntervalBytes);
+        byteOffset = b.byteOffset + b.batchLength;
+        position = b.basePosition + b.recordCount;
+      }
+    }
+    this.index = rebuilding.index;
+    return this.index;
   }
 
   /** Records a batch placed at `byteOffset` in the bookkeeping (index entry, timestamps). */
