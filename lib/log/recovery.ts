@@ -255,16 +255,7 @@ async function rebuildSidecar(segment: Segment, nextBase: number, indexIntervalB
     attachments[suffix] = { bytes: bytes.length, crc32c: crc32c(bytes) };
   }
   const data = await fs.promises.readFile(segment.logFile);
-  const sidecar: SegmentSidecar = {
-    formatVersion: 1,
-    basePosition: segment.basePosition,
-    lastPosition: segment.nextPosition - 1,
-    firstTimestamp: segment.firstTimestamp!,
-    lastTimestamp: segment.lastTimestamp!,
-    data: { bytes: data.length, crc32c: crc32c(data) },
-    index: { bytes: indexBytes.length, crc32c: crc32c(indexBytes) },
-    attachments,
-  };
+  const sidecar = segment.sidecarFor({ bytes: data.length, crc32c: crc32c(data) }, indexBytes, attachments);
   await files.writeFileAtomic(segment.sealedFile, encodeSidecar(sidecar));
   return sidecar;
 }

@@ -39,7 +39,7 @@ import { OffsetIndex } from './offset-index.js';
 import { BATCH_HEADER_BYTES, encodeFramedBatch, frameRecords } from './record-batch.js';
 import { recoverLog } from './recovery.js';
 import { READ_CHUNK_BYTES, Segment, type LocatedBatch } from './segment.js';
-import { encodeSidecar, type FileDigest, type SegmentSidecar } from './sidecar.js';
+import { encodeSidecar, type FileDigest } from './sidecar.js';
 
 export type Durability = 'fsync' | 'interval' | 'none';
 
@@ -436,16 +436,7 @@ export class SegmentLog {
       fileFor: (suffix) => path.join(this.options.dir, path.basename(segment.logFile, '.log') + suffix),
     };
     const attachments = this.options.onSeal === undefined ? {} : await this.options.onSeal(sealing, this);
-    const sidecar: SegmentSidecar = {
-      formatVersion: 1,
-      basePosition: segment.basePosition,
-      lastPosition: segment.nextPosition - 1,
-      firstTimestamp: segment.firstTimestamp!,
-      lastTimestamp: segment.lastTimestamp!,
-      data,
-      index: { bytes: indexBytes.length, crc32c: crc32c(indexBytes) },
-      attachments,
-    };
+    const sidecar = segment.sidecarFor(data, indexBytes, attachments);
     await files.writeFileAtomic(segment.sealedFile, encodeSidecar(sidecar));
     segment.sidecar = sidecar;
     await this.options.afterSeal?.(sealing);

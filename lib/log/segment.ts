@@ -17,7 +17,7 @@ import * as files from './files.js';
 import { OffsetIndex } from './offset-index.js';
 import { BATCH_HEADER_BYTES, checkBatch, corruptBatch, decodeRecords, type RecordBatch } from './record-batch.js';
 import { SUFFIX, segmentFile } from './segment-files.js';
-import type { SegmentSidecar } from './sidecar.js';
+import type { FileDigest, SegmentSidecar } from './sidecar.js';
 
 /** A batch read from the log, with where it was found. */
 export interface LocatedBatch extends RecordBatch {
@@ -136,6 +136,20 @@ export class Segment {
     }
     this.index = rebuilding.index;
     return this.index;
+  }
+
+  /** The sidecar that seals this segment as it now stands, given the digests of its files. */
+  sidecarFor(data: FileDigest, indexBytes: Buffer, attachments: Record<string, FileDigest>): SegmentSidecar {
+    return {
+      formatVersion: 1,
+      basePosition: this.basePosition,
+      lastPosition: this.nextPosition - 1,
+      firstTimestamp: this.firstTimestamp!,
+      lastTimestamp: this.lastTimestamp!,
+      data,
+      index: { bytes: indexBytes.length, crc32c: crc32c(indexBytes) },
+      attachments,
+    };
   }
 
   /** Records a batch placed at `byteOffset` in the bookkeeping (index entry, timestamps). */
