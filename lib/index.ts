@@ -6,6 +6,7 @@ export { EventStore, DEFAULT_OPTIONS } from './store/index.js';
 export type * from './store/index.js';
 export type { Durability } from './log/index.js';
 export type { Clock } from './clock.js';
+export type { SubscribeOptions, StreamSubscribeOptions, SubscriptionMessage } from './subscriptions/subscribe.js';
 export {
   ColdstreamError,
   CorruptFileError,

@@ -175,6 +175,11 @@ export class SegmentLog {
     return this.commitEnd_;
   }
 
+  /** The failure that stopped the log accepting appends, if any. */
+  get failed(): StoreFailedError | undefined {
+    return this.failure;
+  }
+
   /** Position of the oldest record held. */
   get startPosition(): number {
     return this.segments[0]!.basePosition;

@@ -20,6 +20,16 @@ import { readAll, readStream, type ReadContext } from './reads.js';
 import { StreamIndex, type IndexHead } from './stream-index.js';
 import type { AppendOptions, AppendRequest, AppendResult, EventData, ReadAllOptions, ReadStreamOptions, RecordedEvent, StreamHead } from './types.js';
 import { AppendValidator, type PreparedRequest } from './validation.js';
+import type { Observable } from 'rxjs';
+import {
+  eventsOf,
+  subscribeMessages,
+  subscribeToStreamMessages,
+  type StreamSubscribeOptions,
+  type SubscribeOptions,
+  type SubscriptionContext,
+  type SubscriptionMessage,
+} from '../subscriptions/subscribe.js';
 
 /** What the synchronous check found for one request of an append. */
 type Check = 'ok' | 'maybe_retry' | 'conflict';
@@ -38,6 +48,8 @@ export class EventStore {
   private readonly validator: AppendValidator;
   private readonly reads: ReadContext;
   private readonly encoder = new RecordEncoder();
+  private readonly closeListeners = new Set<() => void>();
+  private readonly subscriptions: SubscriptionContext;
   private stopCheckpointing: () => void = () => {};
 
   private constructor(
@@ -49,6 +61,14 @@ export class EventStore {
   ) {
     this.validator = new AppendValidator(options.maxEventBytes, options.eventClasses);
     this.reads = { log, index, assertOpen: () => this.assertOpen() };
+    this.subscriptions = {
+      log,
+      reads: this.reads,
+      onClose: (listener) => {
+        this.closeListeners.add(listener);
+        return () => this.closeListeners.delete(listener);
+      },
+    };
   }
 
   /**
@@ -204,6 +224,41 @@ export class EventStore {
     return readAll(this.reads, options);
   }
 
+  /**
+   * All events (`$all`, or those matching `filter`) as an Observable: history from `from`
+   * (inclusive; default `'start'`), then live events as they are acknowledged, with no gap and no
+   * duplicate at the switch. Memory is bounded whatever the subscriber's speed: a subscriber
+   * that falls behind keeps reading history. Completes when the store closes; unsubscribing
+   * releases everything. Throws ValidationError for bad options.
+   *
+   * @example
+   * store.subscribe({ from: 'end', filter: { streamPrefix: 'order-' } }).subscribe((e) => console.log(e.position, e.type));
+   */
+  subscribe(options: SubscribeOptions = {}): Observable<RecordedEvent> {
+    return eventsOf(subscribeMessages(this.subscriptions, options));
+  }
+
+  /**
+   * {@link subscribe}, with the signals: `{ type: 'event', event }`, `{ type: 'caughtUp',
+   * position }` when history is exhausted (live from there), `{ type: 'fellBehind', position,
+   * lag }` when the commit position ran more than `maxLagEvents` ahead, and, for filtered
+   * subscriptions, `{ type: 'checkpoint', position }` after each page read (progress through
+   * events that do not match).
+   */
+  subscribeMessages(options: SubscribeOptions = {}): Observable<SubscriptionMessage> {
+    return subscribeMessages(this.subscriptions, options);
+  }
+
+  /** One stream's events from `fromRevision` (inclusive; default `'start'`), then live. See {@link subscribe}. */
+  subscribeToStream(streamId: string, options: StreamSubscribeOptions = {}): Observable<RecordedEvent> {
+    return eventsOf(subscribeToStreamMessages(this.subscriptions, streamId, options));
+  }
+
+  /** {@link subscribeToStream} with the `caughtUp` and `fellBehind` signals (see {@link subscribeMessages}). */
+  subscribeToStreamMessages(streamId: string, options: StreamSubscribeOptions = {}): Observable<SubscriptionMessage> {
+    return subscribeToStreamMessages(this.subscriptions, streamId, options);
+  }
+
   /** The stream's last acknowledged event's revision and position, or undefined when it has none. */
   async streamHead(streamId: string): Promise<StreamHead | undefined> {
     this.assertOpen();
@@ -245,6 +300,7 @@ export class EventStore {
   private async closeOnce(): Promise<void> {
     this.closed = true;
     this.stopCheckpointing();
+    for (const complete of [...this.closeListeners]) complete(); // Every subscription completes.
     try {
       await this.log.close(); // Rejects with StoreFailedError when the final sync fails.
       // The checkpoint only speeds up the next open; written only for a log closed cleanly.

@@ -40,22 +40,36 @@ function checkReadOptions(direction: unknown, maxCount: unknown, from: unknown, 
 
 type Page = RecordedEvent[] | undefined;
 
+/**
+ * For subscriptions: read only events below the commit position at the moment the stream's
+ * index is snapshotted, and report that position (`onSnapshot`), so that reading can go on live
+ * from exactly there, without a gap or a duplicate.
+ */
+export interface SnapshotBound {
+  onSnapshot(end: number): void;
+}
+
 /** Events of one stream; see EventStore.readStream. Validation errors reject the first `next()`. */
-export function readStream(context: ReadContext, streamId: string, givenOptions?: ReadStreamOptions | null): AsyncIterableIterator<RecordedEvent> {
+export function readStream(context: ReadContext, streamId: string, givenOptions?: ReadStreamOptions | null, bound?: SnapshotBound): AsyncIterableIterator<RecordedEvent> {
   let nextPage: (() => Promise<Page>) | undefined;
   return new PageIterator(async () => {
-    nextPage ??= await startStreamRead(context, streamId, givenOptions);
+    nextPage ??= await startStreamRead(context, streamId, givenOptions, bound);
     return nextPage();
   });
 }
 
-async function startStreamRead(context: ReadContext, streamId: string, givenOptions: ReadStreamOptions | null | undefined): Promise<() => Promise<Page>> {
+async function startStreamRead(context: ReadContext, streamId: string, givenOptions: ReadStreamOptions | null | undefined, bound: SnapshotBound | undefined): Promise<() => Promise<Page>> {
   context.assertOpen();
   const failures: ValidationFailure[] = [];
   const options = checkOptionsObject(givenOptions, failures);
   if (typeof streamId !== 'string') failures.push({ path: 'streamId', constraint: 'isString', message: 'must be a string' });
   checkReadOptions(options.direction, options.maxCount, options.fromRevision, 'fromRevision', failures);
   if (failures.length > 0) throw new ValidationError(failures);
+  // Synchronous from here to the first step of partsNewestFirst: head, parts and this
+  // position describe the same moment. Every event below `snapshotEnd` is in that snapshot.
+  const snapshotEnd = context.log.commitEnd;
+  bound?.onSnapshot(snapshotEnd);
+  const end = bound === undefined ? () => context.log.commitEnd : () => snapshotEnd;
   const head = context.index.head(streamId);
   const remaining = options.maxCount ?? Number.POSITIVE_INFINITY;
   if (head === undefined || remaining === 0) return async () => undefined;
@@ -68,11 +82,11 @@ async function startStreamRead(context: ReadContext, streamId: string, givenOpti
     parts.push(part);
     if (part.firstRevision <= from) break;
   }
-  return streamPagesForwards(context.log, streamId, parts.reverse(), from, remaining);
+  return streamPagesForwards(context.log, end, streamId, parts.reverse(), from, remaining);
 }
 
 /** Pages of one batch each: the stream's consecutive events that share it. */
-function streamPagesForwards(log: SegmentLog, streamId: string, parts: StreamPart[], from: number, maxCount: number): () => Promise<Page> {
+function streamPagesForwards(log: SegmentLog, end: () => number, streamId: string, parts: StreamPart[], from: number, maxCount: number): () => Promise<Page> {
   const batches = new BatchReader(log);
   let remaining = maxCount;
   let p = 0;
@@ -84,11 +98,11 @@ function streamPagesForwards(log: SegmentLog, streamId: string, parts: StreamPar
     }
     const part = parts[p];
     // Stop at the first event not acknowledged yet: nothing after it is either.
-    if (part === undefined || remaining === 0 || part.positionAt(i) >= log.commitEnd) return undefined;
+    if (part === undefined || remaining === 0 || part.positionAt(i) >= end()) return undefined;
     if (!batches.holds(part, i)) await batches.fetch(part, i, 1, parts[p + 1]);
     const page: RecordedEvent[] = [];
     const byteOffset = part.batchOffsetAt(i);
-    while (i < part.count && remaining > 0 && part.batchOffsetAt(i) === byteOffset && part.positionAt(i) < log.commitEnd) {
+    while (i < part.count && remaining > 0 && part.batchOffsetAt(i) === byteOffset && part.positionAt(i) < end()) {
       page.push(batches.eventAt(part, i++, streamId));
       remaining--;
     }
@@ -187,7 +201,7 @@ class BatchReader {
   }
 }
 
-function compileFilter(filter: EventFilter | undefined): ((record: Buffer) => boolean) | undefined {
+export function compileFilter(filter: EventFilter | undefined): ((record: Buffer) => boolean) | undefined {
   if (filter === undefined) return undefined;
   const prefixes = filter.streamPrefix === undefined ? undefined : typeof filter.streamPrefix === 'string' ? [filter.streamPrefix] : filter.streamPrefix;
   const types = filter.eventTypes === undefined ? undefined : new Set(filter.eventTypes);

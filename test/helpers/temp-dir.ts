@@ -24,3 +24,27 @@ export class ManualClock {
     this.nowMs += ms;
   }
 }
+
+/**
+ * A fresh temporary directory and an EventStore open on it for each test, closed before the
+ * directory is removed (the store's hooks run in a nested suite, after the directory's).
+ * Call in a `describe` body; declare the tests inside `body`.
+ */
+export function withOpenStore<S extends { close(): Promise<void> }>(open: (dir: string) => Promise<S>, body: (holder: { readonly store: S; readonly dir: string }) => void): void {
+  const tmp = useTempDir();
+  const holder = {
+    store: undefined as unknown as S,
+    get dir(): string {
+      return tmp.path;
+    },
+  };
+  describe('on an open store', () => {
+    beforeEach(async () => {
+      holder.store = await open(tmp.path);
+    });
+    afterEach(async () => {
+      await holder.store.close();
+    });
+    body(holder);
+  });
+}
