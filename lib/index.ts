@@ -7,6 +7,7 @@ export type * from './store/index.js';
 export type { Durability } from './log/index.js';
 export type { Clock } from './clock.js';
 export type { SubscribeOptions, StreamSubscribeOptions, SubscriptionMessage } from './subscriptions/subscribe.js';
+export { snapshotStreamOf, type AggregateOptions, type AggregateState, type SnapshotPolicy } from './snapshots/aggregate.js';
 export {
   ColdstreamError,
   CorruptFileError,

@@ -131,6 +131,11 @@ export function sameStreamId(a: Buffer, b: Buffer): boolean {
   return aBytes === b.readUInt16LE(2) && a.compare(b, RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + aBytes, RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + aBytes) === 0;
 }
 
+/** True for a record of one of the store's own streams (id starting with '$'), without decoding it. */
+export function isSystemRecord(record: Buffer): boolean {
+  return record.readUInt16LE(2) > 0 && record[RECORD_HEADER_BYTES] === 0x24;
+}
+
 /** The stream id only (for filters). */
 export function decodeStreamId(record: Buffer): string {
   return record.toString('utf8', RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + record.readUInt16LE(2));

@@ -21,6 +21,7 @@ import { StreamIndex, type IndexHead } from './stream-index.js';
 import type { AppendOptions, AppendRequest, AppendResult, EventData, ReadAllOptions, ReadStreamOptions, RecordedEvent, StreamHead } from './types.js';
 import { AppendValidator, type PreparedRequest } from './validation.js';
 import type { Observable } from 'rxjs';
+import { aggregate$, aggregateStream, SNAPSHOT_EVENT_TYPE, snapshotStreamOf, type AggregateContext, type AggregateOptions, type AggregateState } from '../snapshots/aggregate.js';
 import {
   eventsOf,
   subscribeMessages,
@@ -137,13 +138,13 @@ export class EventStore {
     return this.append(requests, (i) => `requests[${i}].`);
   }
 
-  private async append(requests: readonly AppendRequest[], prefixOf: (i: number) => string, skipRetryCheck = false): Promise<AppendResult[]> {
+  private async append(requests: readonly AppendRequest[], prefixOf: (i: number) => string, skipRetryCheck = false, system = false): Promise<AppendResult[]> {
     this.assertOpen();
-    const { requests: prepared, maxBodyBytes } = this.validator.prepare(requests, prefixOf);
+    const { requests: prepared, maxBodyBytes } = this.validator.prepare(requests, prefixOf, system);
     // Synchronous from here to log.append: nothing else can append in between.
     const heads = prepared.map((r) => this.index.head(r.streamId));
     const checks = prepared.map((r, i) => check(r, heads[i], skipRetryCheck));
-    if (checks.some((c) => c !== 'ok')) return this.resolveRetryOrConflict(requests, prepared, heads, checks, prefixOf);
+    if (checks.some((c) => c !== 'ok')) return this.resolveRetryOrConflict(requests, prepared, heads, checks, prefixOf, system);
     const encoder = this.encoder;
     encoder.begin(maxBodyBytes);
     const appended = prepared.map((request, i) => {
@@ -171,6 +172,7 @@ export class EventStore {
     heads: (IndexHead | undefined)[],
     checks: Check[],
     prefixOf: (i: number) => string,
+    system: boolean,
   ): Promise<AppendResult[]> {
     const results: (AppendResult | undefined)[] = [];
     for (const [i, request] of prepared.entries()) {
@@ -192,7 +194,7 @@ export class EventStore {
       throw new WrongExpectedRevisionError(streamId, expectedRevision, this.index.head(streamId)?.revision ?? 'no_stream');
     }
     // Only 'any'/'stream_exists' requests whose last id merely matched: not retries after all.
-    return this.append(requests, prefixOf, true);
+    return this.append(requests, prefixOf, true, system);
   }
 
   /** The result of the earlier append this one repeats, or undefined when it repeats none. */
@@ -257,6 +259,47 @@ export class EventStore {
   /** {@link subscribeToStream} with the `caughtUp` and `fellBehind` signals (see {@link subscribeMessages}). */
   subscribeToStreamMessages(streamId: string, options: StreamSubscribeOptions = {}): Observable<SubscriptionMessage> {
     return subscribeToStreamMessages(this.subscriptions, streamId, options);
+  }
+
+  /**
+   * Folds a stream into state: `{ state, revision }` after its last event (`revision` is
+   * `'no_stream'` for a stream without events; pass it as `expectedRevision` as it is). With
+   * `snapshots`, loads the newest snapshot of that `schemaVersion` and folds only the events
+   * after it, and takes a snapshot after folding `everyEvents` (default 100) events or a load
+   * slower than `whenLoadSlowerThanMs`. Snapshots live in the system stream
+   * `$snapshot-<streamId>`; a damaged one is skipped for a full replay.
+   *
+   * @example
+   * const { state, revision } = await store.aggregateStream('cart-7', {
+   *   initialState: { items: 0 },
+   *   evolve: (s, e) => (e.type === 'ItemAdded' ? { items: s.items + 1 } : s),
+   *   snapshots: { schemaVersion: 1, everyEvents: 500 },
+   * });
+   */
+  aggregateStream<State>(streamId: string, options: AggregateOptions<State>): Promise<AggregateState<State>> {
+    return aggregateStream(this.aggregates, streamId, options);
+  }
+
+  /**
+   * {@link aggregateStream} as an Observable: emits the folded state, then the new state after
+   * each event appended to the stream (taking a snapshot every `everyEvents` events).
+   * Completes when the store closes.
+   */
+  aggregate$<State>(streamId: string, options: AggregateOptions<State>): Observable<AggregateState<State>> {
+    return aggregate$(this.aggregates, streamId, options);
+  }
+
+  private get aggregates(): AggregateContext {
+    return {
+      readStream: (streamId, options) => this.readStream(streamId, options),
+      streamHead: (streamId) => this.streamHead(streamId),
+      subscribeToStream: (streamId, fromRevision) => this.subscribeToStream(streamId, { fromRevision }),
+      appendSnapshot: async (streamId, snapshot) => {
+        const request = { streamId: snapshotStreamOf(streamId), events: [{ type: SNAPSHOT_EVENT_TYPE, data: snapshot }] };
+        await this.append([request], () => 'snapshot.', false, true);
+      },
+      clock: this.options.clock,
+    };
   }
 
   /** The stream's last acknowledged event's revision and position, or undefined when it has none. */

@@ -7,7 +7,7 @@
 import { CorruptFileError, ValidationError, type ValidationFailure } from '../errors.js';
 import type { SegmentLog } from '../log/segment-log.js';
 import type { LocatedBatch } from '../log/segment.js';
-import { decodeEvent, decodeRecordHead } from './codec.js';
+import { decodeEvent, decodeRecordHead, isSystemRecord } from './codec.js';
 import { PageIterator } from './page-iterator.js';
 import type { StreamIndex } from './stream-index.js';
 import type { StreamPart } from './stream-index-file.js';
@@ -201,12 +201,17 @@ class BatchReader {
   }
 }
 
+/**
+ * The filter as a test of records, or undefined when every record passes. The store's own
+ * streams ('$'…) pass only with `includeSystemStreams`.
+ */
 export function compileFilter(filter: EventFilter | undefined): ((record: Buffer) => boolean) | undefined {
-  if (filter === undefined) return undefined;
-  const prefixes = filter.streamPrefix === undefined ? undefined : typeof filter.streamPrefix === 'string' ? [filter.streamPrefix] : filter.streamPrefix;
-  const types = filter.eventTypes === undefined ? undefined : new Set(filter.eventTypes);
-  if (prefixes === undefined && types === undefined) return undefined;
+  const includeSystem = filter?.includeSystemStreams === true;
+  const prefixes = filter?.streamPrefix === undefined ? undefined : typeof filter.streamPrefix === 'string' ? [filter.streamPrefix] : filter.streamPrefix;
+  const types = filter?.eventTypes === undefined ? undefined : new Set(filter.eventTypes);
+  if (prefixes === undefined && types === undefined) return includeSystem ? undefined : (record) => !isSystemRecord(record);
   return (record) => {
+    if (!includeSystem && isSystemRecord(record)) return false;
     const head = decodeRecordHead(record);
     return (prefixes === undefined || prefixes.some((p) => head.streamId.startsWith(p))) && (types === undefined || types.has(head.type));
   };

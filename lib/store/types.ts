@@ -69,6 +69,8 @@ export interface EventFilter {
   readonly streamPrefix?: string | readonly string[];
   /** Only events of these types. */
   readonly eventTypes?: readonly string[];
+  /** Include the store's own streams (ids starting with '$': snapshots, consumer checkpoints). Default false. */
+  readonly includeSystemStreams?: boolean;
 }
 
 export interface ReadAllOptions {

@@ -56,6 +56,15 @@ const STREAM_RULES: Record<string, Rule> = {
   streamId: (value) => nameProblem(value) ?? ((value as string).startsWith('$') ? "must not start with '$' (reserved for the store's own streams)" : undefined),
 };
 
+/** The store's own streams (snapshots, consumer checkpoints): `$` and a user stream id after a short prefix. */
+export const SYSTEM_STREAM_MAX_BYTES = 2 * MAX_NAME_BYTES;
+const SYSTEM_STREAM_RULES: Record<string, Rule> = {
+  streamId: (value) =>
+    typeof value === 'string' && value.startsWith('$') && Buffer.byteLength(value) <= SYSTEM_STREAM_MAX_BYTES && value.isWellFormed() && NO_CONTROL_CHARACTERS.test(value)
+      ? undefined
+      : 'must be a system stream id',
+};
+
 const EVENT_RULES: Record<string, Rule> = {
   type: nameProblem,
   id: (value) => (value === undefined || (typeof value === 'string' && isUuid(value)) ? undefined : 'must be a UUID (e.g. from crypto.randomUUID()), or left out to generate one'),
@@ -176,7 +185,7 @@ export class AppendValidator {
   ) {}
 
   /** Validates `requests` (paths are prefixed with `prefixOf(i)`); throws ValidationError listing every failure. */
-  prepare(requests: readonly AppendRequest[], prefixOf: (i: number) => string): PreparedAppend {
+  prepare(requests: readonly AppendRequest[], prefixOf: (i: number) => string, system = false): PreparedAppend {
     const failures: ValidationFailure[] = [];
     const prepared: PreparedRequest[] = [];
     const seenStreams = new Set<string>();
@@ -184,7 +193,14 @@ export class AppendValidator {
     requests.forEach((request, r) => {
       const prefix = prefixOf(r);
       const streamInput = { streamId: request?.streamId };
-      const streamErrors = passes(streamInput, STREAM_RULES) ? [] : validateSync(Object.assign(new StreamIdInput(), streamInput));
+      // The store's own appends (system = true) are to '$' streams, which users may not write.
+      const streamErrors = system
+        ? passes(streamInput, SYSTEM_STREAM_RULES)
+          ? []
+          : [{ property: 'streamId', constraints: { validSystemStreamId: SYSTEM_STREAM_RULES.streamId!(streamInput.streamId)! }, children: [] } as unknown as ClassValidatorError]
+        : passes(streamInput, STREAM_RULES)
+          ? []
+          : validateSync(Object.assign(new StreamIdInput(), streamInput));
       flatten(streamErrors, prefix, failures);
       const streamId = request?.streamId as string;
       if (streamErrors.length === 0 && seenStreams.has(streamId)) {

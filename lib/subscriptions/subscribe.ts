@@ -84,8 +84,11 @@ class Pump {
     wake?.();
   }
 
-  /** Reads and delivers from `position` on until stopped; live once it reaches the commit position. */
-  async run(position: number, matches: Matcher | undefined): Promise<void> {
+  /**
+   * Reads and delivers from `position` on until stopped; live once it reaches the commit
+   * position. With `checkpoints`, reports progress after each page (filtered subscriptions).
+   */
+  async run(position: number, matches: Matcher | undefined, checkpoints = false): Promise<void> {
     const { log } = this;
     let live = false;
     for (;;) {
@@ -114,7 +117,7 @@ class Pump {
         }
         position = batch.basePosition + batch.recordCount;
       }
-      if (matches !== undefined) this.emit({ type: 'checkpoint', position });
+      if (checkpoints) this.emit({ type: 'checkpoint', position });
     }
   }
 
@@ -184,7 +187,7 @@ export function subscribeMessages(context: SubscriptionContext, options: Subscri
   return subscription(context, options.maxLagEvents, options.scheduler, (pump) => {
     const { log } = context;
     const from = options.from === 'end' ? log.commitEnd : options.from === 'start' || options.from === undefined ? log.startPosition : options.from;
-    return pump.run(from, matches);
+    return pump.run(from, matches, options.filter !== undefined);
   });
 }
 
@@ -219,7 +222,7 @@ export function subscribeToStreamMessages(context: SubscriptionContext, streamId
       return head.streamId === streamId && head.revision >= fromRevision;
     };
     await pump.run(liveFrom, inStream);
-  }).pipe(filter((message) => message.type !== 'checkpoint'));
+  });
 }
 
 /** Only the events of a message stream. */

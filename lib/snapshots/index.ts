@@ -1,0 +1,1 @@
+export { aggregate$, aggregateStream, snapshotStreamOf, type AggregateOptions, type AggregateState, type SnapshotPolicy } from './aggregate.js';
