@@ -28,6 +28,8 @@ export const ErrorCode = {
   CORRUPT_RECORD: 'CORRUPT_RECORD',
   /** A metadata file (sidecar, index, checkpoint) or the segment sequence is damaged beyond repair. {@link CorruptFileError} */
   CORRUPT_FILE: 'CORRUPT_FILE',
+  /** A durable consumer of that name is already running in this store. {@link ConsumerActiveError} */
+  CONSUMER_ACTIVE: 'CONSUMER_ACTIVE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -200,6 +202,16 @@ export class CorruptFileError extends ColdstreamError {
   constructor(file: string, reason: string, options?: { cause?: unknown }) {
     super(ErrorCode.CORRUPT_FILE, `Corrupt file ${file}: ${reason}`, options);
     this.file = file;
+  }
+}
+
+/** A durable consumer of that name is already running in this store: two would fight over one checkpoint. */
+export class ConsumerActiveError extends ColdstreamError {
+  readonly consumer: string;
+
+  constructor(consumer: string) {
+    super(ErrorCode.CONSUMER_ACTIVE, `Consumer '${consumer}' is already running in this store: stop it first, or give this one another name`);
+    this.consumer = consumer;
   }
 }
 

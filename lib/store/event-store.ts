@@ -21,6 +21,7 @@ import { StreamIndex, type IndexHead } from './stream-index.js';
 import type { AppendOptions, AppendRequest, AppendResult, EventData, ReadAllOptions, ReadStreamOptions, RecordedEvent, StreamHead } from './types.js';
 import { AppendValidator, type PreparedRequest } from './validation.js';
 import type { Observable } from 'rxjs';
+import { CHECKPOINT_EVENT_TYPE, consume, consumerStreamOf, project, type ConsumerContext, type ConsumerMessage, type ConsumerOptions, type Projection } from '../subscriptions/consumer.js';
 import { aggregate$, aggregateStream, SNAPSHOT_EVENT_TYPE, snapshotStreamOf, type AggregateContext, type AggregateOptions, type AggregateState } from '../snapshots/aggregate.js';
 import {
   eventsOf,
@@ -50,6 +51,7 @@ export class EventStore {
   private readonly reads: ReadContext;
   private readonly encoder = new RecordEncoder();
   private readonly closeListeners = new Set<() => void>();
+  private readonly closingHooks = new Set<() => Promise<void>>();
   private readonly subscriptions: SubscriptionContext;
   private stopCheckpointing: () => void = () => {};
 
@@ -302,6 +304,60 @@ export class EventStore {
     };
   }
 
+  /**
+   * A durable consumer named `name`: a subscription that resumes after its checkpoint, kept in
+   * the store (system stream `$consumer-<name>`); at-least-once. Each event message carries a
+   * `commit()`: in `'auto'` mode (default) an event counts as handled when `next` returns, in
+   * `'manual'` mode when `commit()` is called (asynchronous handlers). At most `maxInFlight`
+   * uncommitted events are delivered before reading pauses, so memory stays bounded. Fails with
+   * ConsumerActiveError while another consumer of that name runs in this store.
+   *
+   * @example
+   * store.consumer('emails', { commit: 'manual' }).pipe(
+   *   filter((m) => m.type === 'event'),
+   *   concatMap(async (m) => { await sendEmail(m.event); m.commit(); }),
+   * ).subscribe();
+   */
+  consumer(name: string, options: ConsumerOptions = {}): Observable<ConsumerMessage> {
+    return consume(this.consumers, name, options);
+  }
+
+  /**
+   * Runs a projection: `handle` for each event on the consumer `name`, one at a time, each
+   * committed once its handler resolves (with an idempotent handler, the read model equals a
+   * full replay after any restart). `caughtUp` resolves once it has handled what was there at
+   * the start; `stop()` waits for the event in hand and writes the checkpoint.
+   */
+  project(name: string, handle: (event: RecordedEvent) => void | Promise<void>, options: Omit<ConsumerOptions, 'commit'> = {}): Projection {
+    return project(this.consumers, name, handle, options);
+  }
+
+  private get consumers(): ConsumerContext {
+    this.consumerContext ??= {
+      ...this.subscriptions,
+      active: new Set(),
+      pendingWrites: new Map(),
+      onClosing: (hook) => {
+        this.closingHooks.add(hook);
+        return () => this.closingHooks.delete(hook);
+      },
+      readCheckpoint: async (name) => {
+        for await (const event of this.readStream(consumerStreamOf(name), { direction: 'backwards', maxCount: 1 })) {
+          const { position } = event.data as { position?: unknown };
+          if (Number.isSafeInteger(position)) return position as number;
+        }
+        return undefined;
+      },
+      writeCheckpoint: async (name, position) => {
+        const request = { streamId: consumerStreamOf(name), events: [{ type: CHECKPOINT_EVENT_TYPE, data: { position } }] };
+        await this.append([request], () => 'checkpoint.', false, true);
+      },
+    };
+    return this.consumerContext;
+  }
+
+  private consumerContext: ConsumerContext | undefined;
+
   /** The stream's last acknowledged event's revision and position, or undefined when it has none. */
   async streamHead(streamId: string): Promise<StreamHead | undefined> {
     this.assertOpen();
@@ -341,6 +397,8 @@ export class EventStore {
   }
 
   private async closeOnce(): Promise<void> {
+    // Consumers write their last checkpoints while appends are still accepted.
+    await Promise.allSettled([...this.closingHooks].map((hook) => hook()));
     this.closed = true;
     this.stopCheckpointing();
     for (const complete of [...this.closeListeners]) complete(); // Every subscription completes.

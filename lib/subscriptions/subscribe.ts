@@ -71,6 +71,8 @@ class Pump {
     private readonly log: SegmentLog,
     private readonly emit: (message: SubscriptionMessage) => void,
     private readonly maxLagEvents: number,
+    /** Called after each page: a promise holds the next read back (backpressure for consumers). */
+    private readonly gate?: () => Promise<void> | undefined,
   ) {}
 
   emitEvent(event: RecordedEvent): void {
@@ -118,6 +120,11 @@ class Pump {
         position = batch.basePosition + batch.recordCount;
       }
       if (checkpoints) this.emit({ type: 'checkpoint', position });
+      const held = this.gate?.();
+      if (held !== undefined) {
+        await held;
+        if (this.stopped) return;
+      }
     }
   }
 
@@ -131,9 +138,15 @@ class Pump {
 }
 
 /** Runs `body` as an Observable of messages, wiring store close, commits and teardown. */
-function subscription(context: SubscriptionContext, maxLagEvents: number | undefined, scheduler: SchedulerLike | undefined, body: (pump: Pump) => Promise<void>): Observable<SubscriptionMessage> {
+function subscription(
+  context: SubscriptionContext,
+  maxLagEvents: number | undefined,
+  scheduler: SchedulerLike | undefined,
+  body: (pump: Pump) => Promise<void>,
+  gate?: () => Promise<void> | undefined,
+): Observable<SubscriptionMessage> {
   const messages = new Observable<SubscriptionMessage>((subscriber) => {
-    const pump = new Pump(context.log, (message) => subscriber.next(message), maxLagEvents ?? DEFAULT_MAX_LAG_EVENTS);
+    const pump = new Pump(context.log, (message) => subscriber.next(message), maxLagEvents ?? DEFAULT_MAX_LAG_EVENTS, gate);
     const offCommit = context.log.onCommit(() => pump.poke());
     const offClose = context.onClose(() => {
       pump.stopped = true;
@@ -173,8 +186,11 @@ function checkFrom(value: unknown, path: string, failures: ValidationFailure[]):
   }
 }
 
-/** Messages of a subscription to all streams (`$all`); see EventStore.subscribeMessages. */
-export function subscribeMessages(context: SubscriptionContext, options: SubscribeOptions = {}): Observable<SubscriptionMessage> {
+/**
+ * Messages of a subscription to all streams (`$all`); see EventStore.subscribeMessages.
+ * `gate`, called after each page read, may return a promise that holds the next read back.
+ */
+export function subscribeMessages(context: SubscriptionContext, options: SubscribeOptions = {}, gate?: () => Promise<void> | undefined): Observable<SubscriptionMessage> {
   const failures: ValidationFailure[] = [];
   checkFrom(options.from, 'options.from', failures);
   checkCommon(options.maxLagEvents, failures);
@@ -188,7 +204,7 @@ export function subscribeMessages(context: SubscriptionContext, options: Subscri
     const { log } = context;
     const from = options.from === 'end' ? log.commitEnd : options.from === 'start' || options.from === undefined ? log.startPosition : options.from;
     return pump.run(from, matches, options.filter !== undefined);
-  });
+  }, gate);
 }
 
 /**
