@@ -1,9 +1,9 @@
 /**
  * Benchmark configuration from the environment:
- *   BENCH_ONLY=W1,W3   run only these workloads (W1–W5); the raw baselines run with W1 / W2
+ *   BENCH_ONLY=W1,S2   run only these workloads (W1–W5, S1–S3); the raw baselines run with W1 / W2
  *   BENCH_SCALE=0.1    multiply the event counts (a quick run); streams keep 1,000 events each
  */
-export const WORKLOADS = ['W1', 'W2', 'W3', 'W4', 'W5'] as const;
+export const WORKLOADS = ['W1', 'W2', 'W3', 'W4', 'W5', 'S1', 'S2', 'S3'] as const;
 export type Workload = (typeof WORKLOADS)[number];
 
 export interface BenchConfig {
@@ -25,6 +25,17 @@ export interface BenchConfig {
   readonly w3Rounds: number;
   /** W5: warm reads of one stream after the first one. */
   readonly w5WarmReads: number;
+  /** S1: timed appends of 1 event (after a warm-up) per durability, each delivered to a live subscriber. */
+  readonly s1Events: number;
+  /** S2: rounds of catch-up subscription and readAll() over the W3 dataset (ABBA order). */
+  readonly s2Rounds: number;
+  /** S3: one stream of s3Events events in appends of s3EventsPerAppend, then s3EventsAfterSnapshot more. */
+  readonly s3Events: number;
+  readonly s3EventsPerAppend: number;
+  readonly s3EventsAfterSnapshot: number;
+  /** S3: the snapshot policy's everyEvents, and the timed loads each way. */
+  readonly s3SnapshotEvery: number;
+  readonly s3Loads: number;
 }
 
 export function readConfig(env: NodeJS.ProcessEnv = process.env): BenchConfig {
@@ -53,5 +64,12 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): BenchConfig {
     w3RawBatches: scaled(2_000, 20),
     w3Rounds: 10,
     w5WarmReads: 20,
+    s1Events: scaled(2_000, 100),
+    s2Rounds: 2,
+    s3Events: Math.ceil(scaled(100_000, 1_000) / 100) * 100,
+    s3EventsPerAppend: 100,
+    s3EventsAfterSnapshot: 50,
+    s3SnapshotEvery: 1_000,
+    s3Loads: 5,
   };
 }

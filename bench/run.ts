@@ -1,8 +1,9 @@
 /**
- * coldstream benchmark: W1–W5 from the issue, with raw `fs` baselines measured in the same run.
+ * coldstream benchmark: W1–W5 from the issue, with raw `fs` baselines measured in the same run,
+ * and S1–S3 for subscriptions and aggregates (subscriptions.ts).
  *
  *   npm run bench                        everything (about a minute or two on 2 cores)
- *   BENCH_ONLY=W1,W3 npm run bench       some workloads (W4/W5 build the W3 dataset if W3 is off)
+ *   BENCH_ONLY=W1,W3 npm run bench       some workloads (W4/W5/S2 build the W3 dataset if W3 is off)
  *   BENCH_SCALE=0.1 npm run bench        a quick run with a tenth of the events
  *   BENCH_PROFILE=/tmp/prof npm run bench a CPU profile per phase (see profiler.ts)
  *
@@ -20,11 +21,13 @@ import { DATA_JSON_BYTES, measureEncodedSizes } from './payload.js';
 import { copyWhileOpen, readAllEvents, runW5, timedOpen } from './reads.js';
 import { emit, log, round } from './report.js';
 import { settleDisk, type Aggregate, type Comparison } from './sampling.js';
+import { runS1, runS2, runS3 } from './subscriptions.js';
 import { summaryLine, type Measured } from './summary.js';
 import { datasetShape, runW1, runW2, runW3 } from './writes.js';
 
 const W1_WARMUP = 50;
 const W2_WARMUP_PER_WRITER = 5;
+const S1_WARMUP = 50;
 
 async function main(config: BenchConfig, root: string): Promise<void> {
   const measured: Measured = {};
@@ -62,7 +65,61 @@ async function main(config: BenchConfig, root: string): Promise<void> {
     fs.rmSync(dirOf('w2'), { recursive: true, force: true });
   }
 
-  if (!on('W3') && !on('W4') && !on('W5')) return finish(measured);
+  if (on('W3') || on('W4') || on('W5') || on('S2')) await datasetWorkloads(config, root, measured, dirOf);
+
+  if (on('S1')) {
+    for (const durability of ['none', 'fsync'] as const) {
+      for (const writerYields of [false, true]) {
+        const writer = writerYields ? 'yields to the event loop after each append' : 'awaits each append';
+        log(`S1 (durability '${durability}'): ${config.s1Events} appends of 1 event, one writer that ${writer}, each delivered to a live subscriber from 'end'`);
+        settleDisk();
+        const name = `S1-${durability}${writerYields ? '-yielding' : ''}`;
+        const s1 = await profiled(name, () => runS1(dirOf(name), durability, config.s1Events, S1_WARMUP, writerYields));
+        fs.rmSync(dirOf(name), { recursive: true, force: true });
+        const key = `S1_${durability}${writerYields ? '_writer_yields' : ''}` as const;
+        measured[`${key}_p50_ms`] = s1.p50_ms;
+        measured[`${key}_p99_ms`] = s1.p99_ms;
+        const variant = `durability_${durability}${writerYields ? '_writer_yields' : ''}`;
+        const context = { events: s1.events, writer_ms: s1.writer_ms, delivered_while_writing: s1.delivered_while_writing, events_per_delivery_burst: s1.events_per_delivery_burst };
+        emit({ bench: 'S1', variant, metric: 'delivery_latency_p50_ms', value: s1.p50_ms, unit: 'ms', append_p50_ms: s1.append_p50_ms, ...context });
+        emit({ bench: 'S1', variant, metric: 'delivery_latency_p99_ms', value: s1.p99_ms, unit: 'ms', max_ms: s1.max_ms, append_p99_ms: s1.append_p99_ms, ...context });
+      }
+    }
+  }
+
+  if (on('S3')) {
+    const { s3Events, s3EventsPerAppend, s3EventsAfterSnapshot, s3SnapshotEvery, s3Loads } = config;
+    log(`S3: aggregateStream of one ${s3Events}-event stream (${s3EventsPerAppend} per append, durability 'none'): full replay vs snapshot (everyEvents ${s3SnapshotEvery}) + ${s3EventsAfterSnapshot} events, ${s3Loads} loads each`);
+    settleDisk();
+    const s3 = await profiled('S3', () => runS3(dirOf('s3'), { events: s3Events, perAppend: s3EventsPerAppend, eventsAfterSnapshot: s3EventsAfterSnapshot, loads: s3Loads, everyEvents: s3SnapshotEvery }));
+    fs.rmSync(dirOf('s3'), { recursive: true, force: true });
+    measured.S3_full_median_ms = s3.fullMedianMs;
+    measured.S3_snapshot_median_ms = s3.snapshotMedianMs;
+    const shape = { stream_events: s3.streamEvents, events_per_append: s3EventsPerAppend, build_ms: s3.buildMs };
+    emit({ bench: 'S3', variant: 'full_replay', metric: 'aggregate_load_median_ms', value: s3.fullMedianMs, unit: 'ms', events_folded: s3.streamEvents, loads_ms: s3.fullMs, ...shape });
+    emit({
+      bench: 'S3',
+      variant: 'snapshot',
+      metric: 'aggregate_load_median_ms',
+      value: s3.snapshotMedianMs,
+      unit: 'ms',
+      events_folded: s3EventsAfterSnapshot,
+      every_events: s3SnapshotEvery,
+      snapshots_stored: s3.snapshots,
+      loads_ms: s3.snapshotMs,
+      first_load_ms: s3.firstLoadMs,
+      first_load_note: 'full replay, then the snapshot appended',
+      ...shape,
+    });
+    emit({ bench: 'S3', metric: 'snapshot_speedup', value: round(s3.fullMedianMs / s3.snapshotMedianMs, 1), unit: 'x', target: 20 });
+  }
+
+  finish(measured);
+}
+
+/** W3, and W4, W5 and S2 on the dataset W3 builds (built without syncs when W3 itself is off). */
+async function datasetWorkloads(config: BenchConfig, root: string, measured: Measured, dirOf: (name: string) => string): Promise<void> {
+  const on = (w: Workload): boolean => config.only.has(w);
 
   const dataset = datasetShape(dirOf('w3'), config.w3Streams, config.w3EventsPerStream);
   const perAppend = config.w3EventsPerAppend;
@@ -78,7 +135,7 @@ async function main(config: BenchConfig, root: string): Promise<void> {
     measured.W3_none_events_per_sec = none.result.eventsPerSec;
     emit({ bench: 'W3', variant: 'durability_none', metric: 'events_per_sec', value: none.result.eventsPerSec, unit: 'events/s', ...shape, ...detail(none.result) });
   }
-  log(`W3${on('W3') ? " (durability 'fsync')" : " dataset for W4/W5 (durability 'none', not reported)"}: ${dataset.total} events, ${perAppend} per append, over ${dataset.streams} streams${on('W3') ? `, raw (a′) interleaved in ${config.w3Rounds} rounds` : ''}`);
+  log(`W3${on('W3') ? " (durability 'fsync')" : " dataset for W4/W5/S2 (durability 'none', not reported)"}: ${dataset.total} events, ${perAppend} per append, over ${dataset.streams} streams${on('W3') ? `, raw (a′) interleaved in ${config.w3Rounds} rounds` : ''}`);
   settleDisk();
   const w3 = on('W3')
     ? await profiled('W3-fsync', () => runW3(dataset, { perAppend, durability: 'fsync', baseline: { rawDir: root, batches: config.w3RawBatches, rounds: config.w3Rounds } }))
@@ -137,7 +194,38 @@ async function main(config: BenchConfig, root: string): Promise<void> {
     emit({ bench: 'W5', metric: 'read_stream_median_ms', value: w5.warmMedianMs, unit: 'ms', reads: config.w5WarmReads, min_ms: w5.warmMinMs, max_ms: w5.warmMaxMs, stream: w5.streamId, events: dataset.eventsPerStream, fs_reads_per_read: w5.fsReadsPerRead });
     emit({ bench: 'W5', metric: 'read_stream_first_ms', value: w5.coldMs, unit: 'ms', note: 'first read after open: store caches cold, OS page cache warm', open_ms: w5.openMs });
   }
-  finish(measured);
+
+  if (on('S2')) {
+    log(`S2: subscribeMessages({ from: 'start' }) up to 'caughtUp' vs readAll(), ${dataset.total} events each, interleaved in ${config.s2Rounds} rounds`);
+    settleDisk();
+    const { store: s2Store, ms: openMs } = await timedOpen(dataset.dir, dataset.total);
+    try {
+      const c = await profiled('S2', () => runS2(s2Store, dataset.total, config.s2Rounds));
+      measured.S2_events_per_sec = c.subject.eventsPerSec;
+      measured.S2_read_all_events_per_sec = c.baseline.eventsPerSec;
+      measured.S2_ratio_median_of_rounds = c.ratioMedianOfRounds;
+      const passes = (a: Aggregate) => ({ events: a.events, ms: a.ms, rounds_events_per_sec: a.rounds });
+      emit({ bench: 'S2', variant: 'read_all', metric: 'events_per_sec', value: c.baseline.eventsPerSec, unit: 'events/s', baseline_of: 'S2', ...passes(c.baseline) });
+      emit({
+        bench: 'S2',
+        variant: 'subscribe_catch_up',
+        metric: 'events_per_sec',
+        value: c.subject.eventsPerSec,
+        unit: 'events/s',
+        baseline: 'read_all',
+        baseline_value: c.baseline.eventsPerSec,
+        ratio: c.ratio,
+        ratio_median_of_rounds: c.ratioMedianOfRounds,
+        ratio_min_of_rounds: c.ratioMinOfRounds,
+        ratio_max_of_rounds: c.ratioMaxOfRounds,
+        target_ratio: 0.8,
+        open_ms: round(openMs, 1),
+        ...passes(c.subject),
+      });
+    } finally {
+      await s2Store.close();
+    }
+  }
 }
 
 function detail(a: Aggregate): Record<string, unknown> {
@@ -180,7 +268,7 @@ function finish(measured: Measured): void {
 function gitState(): Record<string, unknown> {
   try {
     const git = (...args: string[]): string => execFileSync('git', args, { cwd: path.join(import.meta.dirname, '..'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    return { git_head: git('rev-parse', '--short', 'HEAD'), lib_uncommitted_changes: git('status', '--porcelain', '--', 'lib').split('\n').filter((l) => l !== '').length };
+    return { git_head: git('rev-parse', '--short', 'HEAD'), lib_uncommitted_changes: git('status', '--porcelain', '--', ':(top)lib').split('\n').filter((l) => l !== '').length };
   } catch {
     return {};
   }

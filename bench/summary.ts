@@ -33,6 +33,23 @@ export interface Measured {
   W4_events_per_sec?: number;
   W5_median_ms?: number;
   W5_first_ms?: number;
+  /** Append call to delivery to a live subscriber, one writer, one event per append. */
+  S1_none_p50_ms?: number;
+  S1_none_p99_ms?: number;
+  S1_fsync_p50_ms?: number;
+  S1_fsync_p99_ms?: number;
+  /** The same with a writer that yields to the event loop (setImmediate) after each append. */
+  S1_none_writer_yields_p50_ms?: number;
+  S1_none_writer_yields_p99_ms?: number;
+  S1_fsync_writer_yields_p50_ms?: number;
+  S1_fsync_writer_yields_p99_ms?: number;
+  /** Catch-up subscription from 'start' to the first 'caughtUp', and readAll() of the same data, interleaved. */
+  S2_events_per_sec?: number;
+  S2_read_all_events_per_sec?: number;
+  S2_ratio_median_of_rounds?: number;
+  /** aggregateStream of one long stream: median ms of a full replay, and from a snapshot. */
+  S3_full_median_ms?: number;
+  S3_snapshot_median_ms?: number;
 }
 
 interface Target {
@@ -55,6 +72,11 @@ function atMost(name: string, target: string, measured: number | undefined, thre
   return { name, target, measured, threshold, pass: measured === undefined ? undefined : measured <= threshold };
 }
 
+/** A measurement reported beside the targets, with no target of its own. */
+function reported(name: string, measured: number | undefined): Target {
+  return { name, target: 'none set (reported only)', measured, threshold: undefined, pass: undefined };
+}
+
 function ratio(a: number | undefined, b: number | undefined): number | undefined {
   return a === undefined || b === undefined ? undefined : r3(a / b);
 }
@@ -62,6 +84,8 @@ function ratio(a: number | undefined, b: number | undefined): number | undefined
 export function summaryLine(m: Measured): Record<string, unknown> & { bench: string } {
   const w1Ratio = ratio(m.W1_events_per_sec, m.raw_a_events_per_sec);
   const w2Ratio = ratio(m.W2_events_per_sec, m.raw_b_events_per_sec);
+  const s2Ratio = ratio(m.S2_events_per_sec, m.S2_read_all_events_per_sec);
+  const s3Speedup = ratio(m.S3_full_median_ms, m.S3_snapshot_median_ms);
   const byMedian = (median: number | undefined, threshold: number): { pass_by_median_of_rounds?: boolean } => (median === undefined ? {} : { pass_by_median_of_rounds: median >= threshold });
   const targets: Target[] = [
     { ...atLeast('W1/raw_fdatasync', 'ratio >= 0.9', w1Ratio, w1Ratio === undefined ? undefined : 0.9), ...byMedian(m.W1_ratio_median_of_rounds, 0.9) },
@@ -70,6 +94,9 @@ export function summaryLine(m: Measured): Record<string, unknown> & { bench: str
     atLeast('W4 readAll events/s', '>= 440000 (SQLite reference)', m.W4_events_per_sec, REFERENCE.sqlite_wal_full_W4_events_per_sec),
     atMost('W5 readStream median ms', '<= 2.3 (SQLite reference)', m.W5_median_ms, REFERENCE.sqlite_wal_full_W5_ms),
     atMost('W4 reopen ms', '< 100', m.W4_reopen_ms, 100 - Number.EPSILON),
+    reported('S1 append-to-delivery p99 ms (fsync)', m.S1_fsync_p99_ms),
+    { ...atLeast('S2 catch-up/readAll', 'ratio >= 0.8', s2Ratio, s2Ratio === undefined ? undefined : 0.8), ...byMedian(m.S2_ratio_median_of_rounds, 0.8) },
+    atLeast('S3 aggregate load full/snapshot', 'speedup >= 20', s3Speedup, s3Speedup === undefined ? undefined : 20),
   ];
   return {
     bench: 'summary',
@@ -86,6 +113,8 @@ export function summaryLine(m: Measured): Record<string, unknown> & { bench: str
       W3_vs_sqlite: ratio(m.W3_events_per_sec, REFERENCE.sqlite_wal_full_W3_events_per_sec),
       W4_vs_sqlite: ratio(m.W4_events_per_sec, REFERENCE.sqlite_wal_full_W4_events_per_sec),
       W5_vs_sqlite: ratio(m.W5_median_ms, REFERENCE.sqlite_wal_full_W5_ms),
+      S2_vs_read_all: s2Ratio,
+      S3_full_vs_snapshot: s3Speedup,
     },
     targets,
     missed: targets.filter((t) => t.pass === false).map((t) => t.name),
