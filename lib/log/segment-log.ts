@@ -97,6 +97,8 @@ export interface SegmentInfo {
 }
 
 const ZEROES = Buffer.alloc(1 << 20);
+/** Longest the writer loop runs on microtasks alone before it lets the event loop turn. */
+const MAX_MICROTASK_RUN_MS = 2;
 
 interface PendingBatch {
   readonly segment: Segment;
@@ -118,6 +120,8 @@ export class SegmentLog {
   private pending: PendingBatch[] = [];
   private syncWaiters: Waiter[] = [];
   private readonly sealQueue: Segment[] = [];
+  /** When the writer loop last went through a macrotask (an fdatasync, or a yield). */
+  private lastMacrotask = performance.now();
   private loop: Promise<void> = Promise.resolve();
   private looping = false;
   private failure: StoreFailedError | undefined;
@@ -288,6 +292,13 @@ export class SegmentLog {
   private async runLoop(): Promise<void> {
     try {
       while (this.pending.length > 0 || this.syncWaiters.length > 0 || this.sealQueue.length > 0) {
+        // Without an fdatasync (durability none/interval) a turn is only microtasks, and so is
+        // an appender awaiting it: a busy writer would starve every read, timer and
+        // subscription. Let the event loop run at least every MAX_MICROTASK_RUN_MS.
+        if (performance.now() - this.lastMacrotask > MAX_MICROTASK_RUN_MS) {
+          await new Promise((resolve) => setImmediate(resolve));
+          this.lastMacrotask = performance.now();
+        }
         if (!(await this.step())) return;
       }
     } finally {
@@ -356,6 +367,7 @@ export class SegmentLog {
         await files.fdatasync(segment.fd!);
         segment.syncedBytes = written;
       }
+      this.lastMacrotask = performance.now();
     }
     for (const segment of touched) await this.persistIndexEntries(segment);
   }

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import fs from 'node:fs';
 import { asapScheduler, firstValueFrom, filter, take, toArray, type Subscription } from 'rxjs';
 import { EventStore, isColdstreamError, type RecordedEvent, type SubscriptionMessage } from '../../lib/index.js';
 import { seededRandom } from '../helpers/random.js';
@@ -147,6 +148,26 @@ describe('EventStore.subscribe', () => {
     expect(received).to.have.length(3);
     await ctx.store.close();
     expect(completed).to.equal(2);
+  });
+
+  it('delivers to a live subscriber while a writer that awaits each append is still writing (durability none)', async () => {
+    // Default (large) segments: no segment file is created, which would yield by accident.
+    const store = await EventStore.open({ dir: `${ctx.dir}-busy`, durability: 'none' });
+    after(() => fs.rmSync(`${ctx.dir}-busy`, { recursive: true, force: true }));
+    const received: RecordedEvent[] = [];
+    const subscription = store.subscribe({ from: 'end' }).subscribe((e) => received.push(e));
+    await store.appendToStream('busy', [{ type: 'T', data: { i: -1 } }]);
+    await until(() => received.length === 1, 'the first event');
+    let receivedWhileWriting = 0;
+    for (let i = 0; i < 3000; i++) {
+      await store.appendToStream('busy', [{ type: 'T', data: { i } }]);
+      receivedWhileWriting = Math.max(receivedWhileWriting, received.length - 1);
+      if (receivedWhileWriting > 0 && i > 100) break;
+    }
+    subscription.unsubscribe();
+    await store.close();
+    // A writer loop that never reaches a macrotask would starve the subscriber until it stops.
+    expect(receivedWhileWriting).to.be.greaterThan(0);
   });
 
   it('rejects bad options with ValidationError', () => {
