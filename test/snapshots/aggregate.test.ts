@@ -111,6 +111,21 @@ describe('EventStore aggregates and snapshots', () => {
       ]);
     });
 
+    it('aggregate$ takes a snapshot every N live events', async () => {
+      await addItems('cart-9', 1);
+      const live = ctx.store.aggregate$('cart-9', cart({ snapshots: { schemaVersion: 1, everyEvents: 4 } })).subscribe();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      await addItems('cart-9', 9);
+      const deadline = Date.now() + 5000;
+      let revisions: number[] = [];
+      while (revisions.length < 2 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        revisions = (await collect(ctx.store.readStream(snapshotStreamOf('cart-9')))).map((e) => (e.data as { revision: number }).revision);
+      }
+      live.unsubscribe();
+      expect(revisions).to.deep.equal([4, 8]);
+    });
+
     it('keeps snapshot streams out of readAll and subscribe unless asked for', async () => {
       await addItems('cart-7', 3);
       await ctx.store.aggregateStream('cart-7', cart({ snapshots: { schemaVersion: 1, everyEvents: 1 } }));

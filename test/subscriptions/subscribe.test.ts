@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
-import { asapScheduler, firstValueFrom, filter, take, toArray, type Subscription } from 'rxjs';
+import { asapScheduler, concatMap, firstValueFrom, filter, take, toArray, type Subscription } from 'rxjs';
 import { EventStore, isColdstreamError, type RecordedEvent, type SubscriptionMessage } from '../../lib/index.js';
 import { seededRandom } from '../helpers/random.js';
 import { withOpenStore } from '../helpers/temp-dir.js';
@@ -73,7 +73,10 @@ describe('EventStore.subscribe', () => {
         const prefix = random.int(3) === 0 ? 'order-' : undefined;
         const seen: RecordedEvent[] = [];
         const source = ctx.store.subscribe({ from, filter: prefix === undefined ? undefined : { streamPrefix: prefix } });
-        const subscription = (random.int(2) === 0 ? source : source.pipe((o) => o.pipe(filter(() => true)))).subscribe((e) => seen.push(e));
+        // A third of the subscribers process each event asynchronously, with random delays.
+        const delayed = random.int(3) === 0;
+        const processed = delayed ? source.pipe(concatMap(async (e) => (random.int(4) === 0 ? await new Promise((resolve) => setTimeout(resolve, 1)) : undefined, e))) : source.pipe(filter(() => true));
+        const subscription = processed.subscribe((e) => seen.push(e));
         subscribers.push({ from, prefix, seen, subscription });
       };
       const starting = (async () => {
