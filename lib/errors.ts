@@ -70,12 +70,12 @@ function listFailures(failures: readonly ValidationFailure[]): string {
   return failures.map((f) => `${f.path}: ${f.message}`).join('; ');
 }
 
-/** Input to an append was invalid. Nothing was written; the store stays usable. */
+/** Input (an append's events, or the options of a read, subscription or aggregate) was invalid. Nothing was written; the store stays usable. */
 export class ValidationError extends ColdstreamError {
   readonly failures: readonly ValidationFailure[];
 
   constructor(failures: readonly ValidationFailure[]) {
-    super(ErrorCode.VALIDATION, `Invalid append: ${listFailures(failures)}`);
+    super(ErrorCode.VALIDATION, `Invalid input: ${listFailures(failures)}`);
     this.failures = failures;
   }
 }

@@ -12,7 +12,8 @@
  *
  * A snapshot is taken after a load that folded at least `everyEvents` events (default 100), or
  * that took longer than `whenLoadSlowerThanMs`; `aggregate$` also takes one every `everyEvents`
- * live events. The state must be JSON-serialisable.
+ * live events. The state must be JSON-serialisable (and encode within maxEventBytes): a
+ * snapshot that cannot be written is skipped, and the load still succeeds.
  */
 import { Observable, type Subscription } from 'rxjs';
 import type { Clock } from '../clock.js';
@@ -73,7 +74,9 @@ function checkOptions(streamId: unknown, options: AggregateOptions<unknown>): vo
     failures.push({ path: 'options.evolve', constraint: 'isFunction', message: 'must be a function (state, event) => state' });
   }
   const policy = options?.snapshots;
-  if (policy !== undefined) {
+  if (policy === null || (policy !== undefined && typeof policy !== 'object')) {
+    failures.push({ path: 'options.snapshots', constraint: 'isPolicy', message: 'must be { schemaVersion, everyEvents?, whenLoadSlowerThanMs? } or left out' });
+  } else if (policy !== undefined) {
     if (typeof policy.schemaVersion !== 'number' && typeof policy.schemaVersion !== 'string') {
       failures.push({ path: 'options.snapshots.schemaVersion', constraint: 'isVersion', message: 'must be a number or a string naming the state shape' });
     }
@@ -113,6 +116,19 @@ async function newestUsableSnapshot(context: AggregateContext, streamId: string,
   return undefined;
 }
 
+/**
+ * Stores a snapshot, best-effort: a snapshot only speeds up later loads, so one that cannot be
+ * written (a state that is not JSON, larger than maxEventBytes, a closing store) is skipped and
+ * the load it follows still succeeds.
+ */
+async function takeSnapshot(context: AggregateContext, streamId: string, snapshot: StoredSnapshot): Promise<void> {
+  try {
+    await context.appendSnapshot(streamId, snapshot);
+  } catch {
+    // Skipped; the next load folds from the previous snapshot (or the start).
+  }
+}
+
 /** Folds a stream into state; see EventStore.aggregateStream. */
 export async function aggregateStream<State>(context: AggregateContext, streamId: string, options: AggregateOptions<State>): Promise<AggregateState<State>> {
   checkOptions(streamId, options as AggregateOptions<unknown>);
@@ -131,7 +147,7 @@ export async function aggregateStream<State>(context: AggregateContext, streamId
   }
   if (policy !== undefined && typeof revision === 'number' && folded > 0) {
     const slow = policy.whenLoadSlowerThanMs !== undefined && context.clock.now() - started >= policy.whenLoadSlowerThanMs;
-    if (slow || folded >= (policy.everyEvents ?? DEFAULT_EVERY_EVENTS)) await context.appendSnapshot(streamId, { revision, schemaVersion: policy.schemaVersion, state });
+    if (slow || folded >= (policy.everyEvents ?? DEFAULT_EVERY_EVENTS)) await takeSnapshot(context, streamId, { revision, schemaVersion: policy.schemaVersion, state });
   }
   return { state, revision };
 }
@@ -146,6 +162,7 @@ export function aggregate$<State>(context: AggregateContext, streamId: string, o
       (loaded) => {
         if (stopped) return;
         subscriber.next(loaded);
+        if (stopped) return; // Unsubscribed by that very emission (take(1), firstValueFrom).
         let { state, revision } = loaded;
         let sinceSnapshot = 0;
         const policy = options.snapshots;
@@ -161,7 +178,7 @@ export function aggregate$<State>(context: AggregateContext, streamId: string, o
             subscriber.next({ state, revision });
             if (policy !== undefined && ++sinceSnapshot >= (policy.everyEvents ?? DEFAULT_EVERY_EVENTS)) {
               sinceSnapshot = 0;
-              context.appendSnapshot(streamId, { revision, schemaVersion: policy.schemaVersion, state }).catch((err: unknown) => subscriber.error(err));
+              void takeSnapshot(context, streamId, { revision, schemaVersion: policy.schemaVersion, state });
             }
           },
           error: (err: unknown) => subscriber.error(err),

@@ -71,6 +71,7 @@ export class EventStore {
         this.closeListeners.add(listener);
         return () => this.closeListeners.delete(listener);
       },
+      isClosing: () => this.closing !== undefined,
     };
   }
 
@@ -342,6 +343,8 @@ export class EventStore {
         return () => this.closingHooks.delete(hook);
       },
       readCheckpoint: async (name) => {
+        // A consumer of the same name that just stopped may still be writing its last one.
+        await this.consumerContext?.pendingWrites.get(name);
         for await (const event of this.readStream(consumerStreamOf(name), { direction: 'backwards', maxCount: 1 })) {
           const { position } = event.data as { position?: unknown };
           if (Number.isSafeInteger(position)) return position as number;

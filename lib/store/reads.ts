@@ -19,7 +19,8 @@ export interface ReadContext {
   assertOpen(): void;
 }
 
-function checkOptionsObject<T extends object>(options: T | null | undefined, failures: ValidationFailure[]): T {
+/** Options left out mean the defaults; anything else but an object is a failure. */
+export function checkOptionsObject<T extends object>(options: T | null | undefined, failures: ValidationFailure[]): T {
   if (options === undefined) return {} as T;
   if (typeof options === 'object' && options !== null) return options;
   failures.push({ path: 'options', constraint: 'isObject', message: 'must be an object (or left out)' });
@@ -201,6 +202,23 @@ class BatchReader {
   }
 }
 
+const isStrings = (value: unknown): boolean => Array.isArray(value) && value.every((item) => typeof item === 'string');
+
+/** Checks a filter of readAll, subscribe or a consumer. */
+export function checkFilter(filter: unknown, failures: ValidationFailure[]): void {
+  if (filter === undefined) return;
+  const f = filter as Partial<Record<keyof EventFilter, unknown>>;
+  if (
+    typeof filter !== 'object' ||
+    filter === null ||
+    (f.streamPrefix !== undefined && typeof f.streamPrefix !== 'string' && !isStrings(f.streamPrefix)) ||
+    (f.eventTypes !== undefined && !isStrings(f.eventTypes)) ||
+    (f.includeSystemStreams !== undefined && typeof f.includeSystemStreams !== 'boolean')
+  ) {
+    failures.push({ path: 'options.filter', constraint: 'isFilter', message: 'must be { streamPrefix?: string | string[], eventTypes?: string[], includeSystemStreams?: boolean }' });
+  }
+}
+
 /**
  * The filter as a test of records, or undefined when every record passes. The store's own
  * streams ('$'…) pass only with `includeSystemStreams`.
@@ -232,9 +250,7 @@ function startReadAll(context: ReadContext, givenOptions: ReadAllOptions | null 
   const options = checkOptionsObject(givenOptions, failures);
   checkReadOptions(options.direction, options.maxCount, options.fromPosition, 'fromPosition', failures);
   const { filter } = options;
-  if (filter !== undefined && (typeof filter !== 'object' || filter === null || (filter.streamPrefix !== undefined && typeof filter.streamPrefix !== 'string' && !Array.isArray(filter.streamPrefix)) || (filter.eventTypes !== undefined && !Array.isArray(filter.eventTypes)))) {
-    failures.push({ path: 'options.filter', constraint: 'isFilter', message: 'must be { streamPrefix?: string | string[], eventTypes?: string[] }' });
-  }
+  checkFilter(filter, failures);
   if (failures.length > 0) throw new ValidationError(failures);
   const { log } = context;
   const matches = compileFilter(filter);

@@ -16,7 +16,8 @@
  * delivered and not committed, the consumer stops reading the log until commits catch up.
  */
 import { Observable, Subject, asyncScheduler, type SchedulerLike, type Subscription } from 'rxjs';
-import { ConsumerActiveError, ValidationError, type ValidationFailure } from '../errors.js';
+import { ConsumerActiveError, StoreClosedError, ValidationError, type ValidationFailure } from '../errors.js';
+import { checkFilter, checkOptionsObject } from '../store/reads.js';
 import type { EventFilter, RecordedEvent } from '../store/types.js';
 import { checkpointPolicy } from './checkpoint-policy.js';
 import { subscribeMessages, type SubscriptionContext, type SubscriptionMessage } from './subscribe.js';
@@ -63,8 +64,13 @@ export function consumerStreamOf(name: string): string {
   return `$consumer-${name}`;
 }
 
-function checkOptions(name: unknown, options: ConsumerOptions): void {
+function checkOptions(name: unknown, givenOptions: ConsumerOptions | null | undefined): ConsumerOptions {
   const failures: ValidationFailure[] = [];
+  const options = checkOptionsObject(givenOptions, failures);
+  checkFilter(options.filter, failures);
+  if (options.maxLagEvents !== undefined && !(Number.isSafeInteger(options.maxLagEvents) && options.maxLagEvents > 0)) {
+    failures.push({ path: 'options.maxLagEvents', constraint: 'isCount', message: 'must be an integer > 0' });
+  }
   if (typeof name !== 'string' || name.length === 0 || Buffer.byteLength(name) > 200 || /\p{Cc}/u.test(name)) {
     failures.push({ path: 'name', constraint: 'isName', message: 'must be a non-empty string of at most 200 bytes without control characters' });
   }
@@ -75,6 +81,7 @@ function checkOptions(name: unknown, options: ConsumerOptions): void {
   if (options.commit !== undefined && options.commit !== 'auto' && options.commit !== 'manual') failures.push({ path: 'options.commit', constraint: 'isMode', message: "must be 'auto' or 'manual'" });
   if (options.startFrom !== undefined && options.startFrom !== 'start' && options.startFrom !== 'end') failures.push({ path: 'options.startFrom', constraint: 'isStart', message: "must be 'start' or 'end'" });
   if (failures.length > 0) throw new ValidationError(failures);
+  return options;
 }
 
 /** Events delivered and not yet committed, in position order. */
@@ -122,9 +129,13 @@ class InFlight {
 }
 
 /** A durable consumer; see EventStore.consumer. */
-export function consume(context: ConsumerContext, name: string, options: ConsumerOptions = {}): Observable<ConsumerMessage> {
-  checkOptions(name, options);
+export function consume(context: ConsumerContext, name: string, givenOptions?: ConsumerOptions | null): Observable<ConsumerMessage> {
+  const options = checkOptions(name, givenOptions);
   return new Observable<ConsumerMessage>((subscriber) => {
+    if (context.isClosing()) {
+      subscriber.error(new StoreClosedError());
+      return;
+    }
     if (context.active.has(name)) {
       subscriber.error(new ConsumerActiveError(name));
       return;
@@ -147,7 +158,7 @@ export function consume(context: ConsumerContext, name: string, options: Consume
         lastOffered = safe;
         commits.next(safe);
       }
-      if (inFlight.size <= maxInFlight && release !== undefined) {
+      if (inFlight.size <= maxInFlight && release !== undefined && !finished) {
         const resume = release;
         release = undefined;
         resume();
@@ -161,6 +172,7 @@ export function consume(context: ConsumerContext, name: string, options: Consume
       if (!finished) {
         finished = true;
         inner?.unsubscribe();
+        if (inFlight.first === undefined) offer(); // Skipped-over progress too.
         commits.complete(); // Writes the last checkpoint.
         checkpoints.unsubscribe();
         context.active.delete(name);
@@ -182,11 +194,14 @@ export function consume(context: ConsumerContext, name: string, options: Consume
         inner = subscribeMessages(context, { from, filter: options.filter ?? {}, maxLagEvents: options.maxLagEvents }, gate).subscribe({
           next: (message) => {
             if (message.type === 'checkpoint') {
+              // Progress through skipped events (the consumer's own checkpoint events among
+              // them) is saved with the next commit or at the end, not on its own: otherwise an
+              // idle consumer would write a checkpoint for its own checkpoint, forever.
               readEnd = message.position;
-              offer();
             } else if (message.type === 'event') {
               const position = message.event.position;
               inFlight.add(position);
+              readEnd = Math.max(readEnd, position + 1); // Everything before it was delivered or skipped.
               let committed = false;
               const commit = (): void => {
                 if (committed) return;
@@ -229,39 +244,52 @@ export interface Projection {
  * it is delivered again on the next start).
  */
 export function project(context: ConsumerContext, name: string, handle: (event: RecordedEvent) => void | Promise<void>, options: Omit<ConsumerOptions, 'commit'> = {}): Projection {
+  if (typeof handle !== 'function') throw new ValidationError([{ path: 'handle', constraint: 'isFunction', message: 'must be a function (event) => void | Promise<void>' }]);
   let caughtUp!: (position: number) => void;
+  let notCaughtUp!: (err: unknown) => void;
   let failed!: (err: unknown) => void;
-  const caughtUpPromise = new Promise<number>((resolve) => (caughtUp = resolve));
+  const caughtUpPromise = new Promise<number>((resolve, reject) => {
+    caughtUp = resolve;
+    notCaughtUp = reject;
+  });
+  caughtUpPromise.catch(() => {}); // Rejected only for callers that await it.
   const failure = new Promise<unknown>((resolve) => (failed = resolve));
   let chain: Promise<void> = Promise.resolve();
   let stopped = false;
+  const fail = (err: unknown): void => {
+    if (stopped) return;
+    stopped = true;
+    subscription.unsubscribe();
+    notCaughtUp(err);
+    failed(err);
+  };
   const subscription = consume(context, name, { ...options, commit: 'manual' }).subscribe({
     next: (message) => {
       if (message.type === 'caughtUp') {
         const position = message.position;
         chain = chain.then(() => caughtUp(position));
       } else if (message.type === 'event') {
-        chain = chain.then(async () => {
-          if (stopped) return;
-          await handle(message.event);
-          message.commit();
-        });
-        chain.catch((err: unknown) => {
-          stopped = true;
-          subscription.unsubscribe();
-          failed(err);
-        });
+        // Every link handles its own failure: the chain itself never rejects.
+        chain = chain
+          .then(async () => {
+            if (stopped) return;
+            await handle(message.event);
+            message.commit();
+          })
+          .catch(fail);
       }
     },
-    error: (err: unknown) => failed(err),
+    error: (err: unknown) => fail(err),
+    complete: () => void chain.then(() => notCaughtUp(new StoreClosedError('The projection'))),
   });
   return {
     caughtUp: caughtUpPromise,
     failure,
     stop: async () => {
       stopped = true;
-      await chain.catch(() => {});
+      await chain;
       subscription.unsubscribe(); // Writes the last checkpoint.
+      notCaughtUp(new StoreClosedError('The projection'));
       await context.pendingWrites.get(name);
     },
   };

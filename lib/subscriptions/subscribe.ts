@@ -18,7 +18,7 @@ import { Observable, filter, map, observeOn, type SchedulerLike } from 'rxjs';
 import { StoreClosedError, ValidationError, type ValidationFailure } from '../errors.js';
 import type { SegmentLog } from '../log/segment-log.js';
 import { decodeEvent, decodeRecordHead } from '../store/codec.js';
-import { compileFilter, readStream, type ReadContext } from '../store/reads.js';
+import { checkFilter, checkOptionsObject, compileFilter, readStream, type ReadContext } from '../store/reads.js';
 import type { EventFilter, RecordedEvent } from '../store/types.js';
 
 /** What a subscription tells its subscriber, in order. */
@@ -55,6 +55,8 @@ export interface SubscriptionContext {
   readonly reads: ReadContext;
   /** Calls `listener` when the store closes; returns an unsubscribe. */
   onClose(listener: () => void): () => void;
+  /** True once the store has started closing: new subscriptions fail with StoreClosedError. */
+  isClosing(): boolean;
 }
 
 export const DEFAULT_MAX_LAG_EVENTS = 10_000;
@@ -97,12 +99,13 @@ class Pump {
       const batches = await log.readForward(Math.max(position, log.startPosition), PAGE_BYTES);
       if (this.stopped) return;
       if (batches.length === 0) {
+        if (log.failed !== undefined) return; // Nothing more will be committed; reported by the caller.
         if (!live) {
           live = true;
           this.emit({ type: 'caughtUp', position });
         }
         await this.nextCommit(position);
-        if (this.stopped) return;
+        if (this.stopped || log.failed !== undefined) return;
         continue;
       }
       const lag = log.commitEnd - position;
@@ -146,6 +149,10 @@ function subscription(
   gate?: () => Promise<void> | undefined,
 ): Observable<SubscriptionMessage> {
   const messages = new Observable<SubscriptionMessage>((subscriber) => {
+    if (context.isClosing()) {
+      subscriber.error(new StoreClosedError());
+      return;
+    }
     const pump = new Pump(context.log, (message) => subscriber.next(message), maxLagEvents ?? DEFAULT_MAX_LAG_EVENTS, gate);
     const offCommit = context.log.onCommit(() => pump.poke());
     const offClose = context.onClose(() => {
@@ -190,13 +197,12 @@ function checkFrom(value: unknown, path: string, failures: ValidationFailure[]):
  * Messages of a subscription to all streams (`$all`); see EventStore.subscribeMessages.
  * `gate`, called after each page read, may return a promise that holds the next read back.
  */
-export function subscribeMessages(context: SubscriptionContext, options: SubscribeOptions = {}, gate?: () => Promise<void> | undefined): Observable<SubscriptionMessage> {
+export function subscribeMessages(context: SubscriptionContext, givenOptions?: SubscribeOptions | null, gate?: () => Promise<void> | undefined): Observable<SubscriptionMessage> {
   const failures: ValidationFailure[] = [];
+  const options = checkOptionsObject(givenOptions, failures);
   checkFrom(options.from, 'options.from', failures);
   checkCommon(options.maxLagEvents, failures);
-  if (options.filter !== undefined && (typeof options.filter !== 'object' || options.filter === null)) {
-    failures.push({ path: 'options.filter', constraint: 'isFilter', message: 'must be { streamPrefix?, eventTypes? }' });
-  }
+  checkFilter(options.filter, failures);
   if (failures.length > 0) throw new ValidationError(failures);
   context.reads.assertOpen();
   const matches = compileFilter(options.filter);
@@ -212,8 +218,9 @@ export function subscribeMessages(context: SubscriptionContext, options: Subscri
  * comes through the stream index (only the stream's batches are read), up to the commit
  * position of the moment the index was read; from there on it goes on live.
  */
-export function subscribeToStreamMessages(context: SubscriptionContext, streamId: string, options: StreamSubscribeOptions = {}): Observable<SubscriptionMessage> {
+export function subscribeToStreamMessages(context: SubscriptionContext, streamId: string, givenOptions?: StreamSubscribeOptions | null): Observable<SubscriptionMessage> {
   const failures: ValidationFailure[] = [];
+  const options = checkOptionsObject(givenOptions, failures);
   if (typeof streamId !== 'string' || streamId.length === 0) failures.push({ path: 'streamId', constraint: 'isString', message: 'must be a non-empty string' });
   checkFrom(options.fromRevision, 'options.fromRevision', failures);
   checkCommon(options.maxLagEvents, failures);
@@ -223,9 +230,9 @@ export function subscribeToStreamMessages(context: SubscriptionContext, streamId
     const { log } = context;
     let liveFrom = log.commitEnd;
     let fromRevision = 0;
-    if (options.fromRevision === 'end') {
-      fromRevision = (context.reads.index.head(streamId)?.revision ?? -1) + 1;
-    } else {
+    // 'end': every event of the stream acknowledged from now on (by position, not revision:
+    // the index's head counts appends still in flight, which are acknowledged after this).
+    if (options.fromRevision !== 'end') {
       fromRevision = options.fromRevision === 'start' || options.fromRevision === undefined ? 0 : options.fromRevision;
       const history = readStream(context.reads, streamId, { fromRevision }, { onSnapshot: (end) => (liveFrom = end) });
       for await (const event of history) {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { firstValueFrom, take, toArray } from 'rxjs';
 import { EventStore, snapshotStreamOf, type AggregateOptions, type RecordedEvent } from '../../lib/index.js';
 import { ManualClock, withOpenStore } from '../helpers/temp-dir.js';
+import { collect } from '../helpers/async.js';
 
 interface Cart {
   readonly items: number;
@@ -25,11 +26,6 @@ function cart(extra: Partial<AggregateOptions<Cart>> = {}): AggregateOptions<Car
   return options;
 }
 
-async function collect(iterator: AsyncIterable<RecordedEvent>): Promise<RecordedEvent[]> {
-  const out: RecordedEvent[] = [];
-  for await (const event of iterator) out.push(event);
-  return out;
-}
 
 const clock = new ManualClock();
 const open = (dir: string) => EventStore.open({ dir, durability: 'none', segmentBytes: 2048, indexIntervalBytes: 128, clock });

@@ -1,8 +1,9 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { EventStore, isColdstreamError, type RecordedEvent } from '../../lib/index.js';
+import { EventStore, isColdstreamError } from '../../lib/index.js';
 import { useTempDir } from '../helpers/temp-dir.js';
+import { collect } from '../helpers/async.js';
 
 async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
   try {
@@ -13,11 +14,6 @@ async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
   throw new Error('expected a rejection');
 }
 
-async function collect(iterator: AsyncIterable<RecordedEvent>): Promise<RecordedEvent[]> {
-  const out: RecordedEvent[] = [];
-  for await (const event of iterator) out.push(event);
-  return out;
-}
 
 describe('EventStore close and failures', () => {
   const tmp = useTempDir();

@@ -4,12 +4,8 @@ import path from 'node:path';
 import { EventStore, isColdstreamError, type RecordedEvent } from '../../lib/index.js';
 import { encodeStreamIndex, StreamIndexFile, StreamRun } from '../../lib/store/stream-index-file.js';
 import { useTempDir } from '../helpers/temp-dir.js';
+import { collect } from '../helpers/async.js';
 
-async function collect(iterator: AsyncIterable<RecordedEvent>): Promise<RecordedEvent[]> {
-  const out: RecordedEvent[] = [];
-  for await (const event of iterator) out.push(event);
-  return out;
-}
 
 describe('EventStore with damaged files', () => {
   const tmp = useTempDir();

@@ -1,15 +1,11 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { EventStore, type RecordedEvent } from '../../lib/index.js';
+import { EventStore } from '../../lib/index.js';
 import { decodeCheckpoint } from '../../lib/store/heads-checkpoint.js';
 import { useTempDir } from '../helpers/temp-dir.js';
+import { collect } from '../helpers/async.js';
 
-async function collect(iterator: AsyncIterable<RecordedEvent>): Promise<RecordedEvent[]> {
-  const out: RecordedEvent[] = [];
-  for await (const event of iterator) out.push(event);
-  return out;
-}
 
 function checkpointOf(dir: string): ReturnType<typeof decodeCheckpoint> {
   return decodeCheckpoint('heads.checkpoint', fs.readFileSync(path.join(dir, 'heads.checkpoint')));

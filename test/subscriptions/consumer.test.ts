@@ -3,22 +3,11 @@ import { VirtualTimeScheduler, concatMap, filter, type Subscription } from 'rxjs
 import { EventStore, consumerStreamOf, isColdstreamError, type ConsumerMessage, type RecordedEvent } from '../../lib/index.js';
 import { seededRandom } from '../helpers/random.js';
 import { useTempDir } from '../helpers/temp-dir.js';
+import { collect, until } from '../helpers/async.js';
 
 const options = (dir: string) => ({ dir, durability: 'none' as const, segmentBytes: 4096, indexIntervalBytes: 256 });
 
-async function until(condition: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
 
-async function collect(iterator: AsyncIterable<RecordedEvent>): Promise<RecordedEvent[]> {
-  const out: RecordedEvent[] = [];
-  for await (const event of iterator) out.push(event);
-  return out;
-}
 
 const eventsOf = (messages: ConsumerMessage[]): RecordedEvent[] => messages.flatMap((m) => (m.type === 'event' ? [m.event] : []));
 

@@ -4,23 +4,11 @@ import { asapScheduler, concatMap, firstValueFrom, filter, take, toArray, type S
 import { EventStore, isColdstreamError, type RecordedEvent, type SubscriptionMessage } from '../../lib/index.js';
 import { seededRandom } from '../helpers/random.js';
 import { withOpenStore } from '../helpers/temp-dir.js';
+import { collect, until } from '../helpers/async.js';
 
 const options = (dir: string) => ({ dir, durability: 'none' as const, segmentBytes: 4096, indexIntervalBytes: 256 });
 
-async function collect(iterator: AsyncIterable<RecordedEvent>): Promise<RecordedEvent[]> {
-  const out: RecordedEvent[] = [];
-  for await (const event of iterator) out.push(event);
-  return out;
-}
 
-/** Resolves once `condition()` holds, checking after every macrotask; fails after `ms`. */
-async function until(condition: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
 
 describe('EventStore.subscribe', () => {
   withOpenStore((dir) => EventStore.open(options(dir)), (ctx) => {
