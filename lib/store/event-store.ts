@@ -293,7 +293,7 @@ export class EventStore {
   }
 
   private get aggregates(): AggregateContext {
-    return {
+    return (this.aggregateContext ??= {
       readStream: (streamId, options) => this.readStream(streamId, options),
       streamHead: (streamId) => this.streamHead(streamId),
       subscribeToStream: (streamId, fromRevision) => this.subscribeToStream(streamId, { fromRevision }),
@@ -302,8 +302,10 @@ export class EventStore {
         await this.append([request], () => 'snapshot.', false, true);
       },
       clock: this.options.clock,
-    };
+    });
   }
+
+  private aggregateContext: AggregateContext | undefined;
 
   /**
    * A durable consumer named `name`: a subscription that resumes after its checkpoint, kept in
