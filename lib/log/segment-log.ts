@@ -574,7 +574,13 @@ export class SegmentLog {
     const open = this.segments.filter((s) => s.sealed && s.fd !== undefined && s.readers === 0 && s !== this.active);
     if (open.length <= limit) return;
     open.sort((a, b) => a.lastUsed - b.lastUsed);
-    for (const segment of open.slice(0, open.length - limit)) void segment.closeFiles().catch(() => {});
+    for (const segment of open.slice(0, open.length - limit)) {
+      // Its offset index goes too (reloaded from its file on the next read), so that memory
+      // for sealed segments stays bounded by maxOpenSegments, not by how many were ever read.
+      segment.index = undefined;
+      segment.indexLoading = undefined;
+      void segment.closeFiles().catch(() => {});
+    }
   }
 
   private indexOf(segment: Segment): Promise<OffsetIndex> {

@@ -151,6 +151,21 @@ describe('SegmentLog', () => {
     }
   });
 
+  it('keeps at most maxOpenSegments sealed segments open, with their indexes, and reads them all again', async () => {
+    const log = await SegmentLog.open(logOptions(tmp.path, { maxOpenSegments: 2 }));
+    const written = await fill(log, 60);
+    await log.close();
+    const reopened = await SegmentLog.open(logOptions(tmp.path, { maxOpenSegments: 2 }));
+    for (let round = 0; round < 2; round++) {
+      expect((await readAllRecords(reopened)).map((r) => r.text)).to.deep.equal(written);
+      const segments = (reopened as unknown as { segments: { sealed: boolean; fd?: number; index?: unknown }[] }).segments.filter((s) => s.sealed);
+      expect(segments.length).to.be.greaterThan(5);
+      expect(segments.filter((s) => s.fd !== undefined).length, 'open files').to.be.at.most(2);
+      expect(segments.filter((s) => s.index !== undefined).length, 'loaded indexes').to.be.at.most(2);
+    }
+    await reopened.close();
+  });
+
   it('refuses appends after close', async () => {
     const log = await SegmentLog.open(logOptions(tmp.path));
     await log.close();
