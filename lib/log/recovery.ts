@@ -22,11 +22,10 @@ import { OffsetIndex } from './offset-index.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptFileError, CorruptRecordError } from '../errors.js';
-import { crc32c } from './crc.js';
 import { BATCH_HEADER_BYTES, BATCH_MAGIC, checkBatch, readBatchHeader } from './record-batch.js';
 import { READ_CHUNK_BYTES, Segment } from './segment.js';
 import { parseSegmentLogName, SUFFIX } from './segment-files.js';
-import { decodeSidecar, encodeSidecar, type FileDigest, type SegmentSidecar } from './sidecar.js';
+import { decodeSidecar, digestFile, encodeSidecar, type FileDigest, type SegmentSidecar } from './sidecar.js';
 
 export interface RecoveryResult {
   /** Bytes cut off the end of the data file. */
@@ -251,11 +250,9 @@ async function rebuildSidecar(segment: Segment, nextBase: number, indexIntervalB
   for (const name of (await fs.promises.readdir(segment.dir)).sort()) {
     const suffix = name.slice(prefix.length);
     if (!name.startsWith(prefix) || [SUFFIX.log, SUFFIX.index, SUFFIX.sealed].includes(suffix as never) || suffix.endsWith('.tmp')) continue;
-    const bytes = await fs.promises.readFile(path.join(segment.dir, name));
-    attachments[suffix] = { bytes: bytes.length, crc32c: crc32c(bytes) };
+    attachments[suffix] = await digestFile(path.join(segment.dir, name));
   }
-  const data = await fs.promises.readFile(segment.logFile);
-  const sidecar = segment.sidecarFor({ bytes: data.length, crc32c: crc32c(data) }, indexBytes, attachments);
+  const sidecar = segment.sidecarFor(await digestFile(segment.logFile), indexBytes, attachments);
   await files.writeFileAtomic(segment.sealedFile, encodeSidecar(sidecar));
   return sidecar;
 }

@@ -33,13 +33,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Clock } from '../clock.js';
 import { CorruptRecordError, StoreClosedError, StoreFailedError } from '../errors.js';
-import { crc32c } from './crc.js';
 import * as files from './files.js';
 import { OffsetIndex } from './offset-index.js';
 import { BATCH_HEADER_BYTES, encodeFramedBatch, frameRecords } from './record-batch.js';
 import { recoverLog } from './recovery.js';
 import { READ_CHUNK_BYTES, Segment, type LocatedBatch } from './segment.js';
-import { encodeSidecar, type FileDigest } from './sidecar.js';
+import { digestOpenFile, encodeSidecar, type FileDigest } from './sidecar.js';
 
 export type Durability = 'fsync' | 'interval' | 'none';
 
@@ -446,7 +445,7 @@ export class SegmentLog {
     const indexBytes = segment.index!.encode();
     await files.writeFileDurable(segment.indexFile, indexBytes);
     segment.index!.persistedCount = segment.index!.length;
-    const data = await this.digestData(segment);
+    const data = await digestOpenFile(segment.fd!, segment.committedBytes);
     const sealing: SealingSegment = {
       basePosition: segment.basePosition,
       lastPosition: segment.nextPosition - 1,
@@ -457,14 +456,6 @@ export class SegmentLog {
     await files.writeFileAtomic(segment.sealedFile, encodeSidecar(sidecar));
     segment.sidecar = sidecar;
     await this.options.afterSeal?.(sealing);
-  }
-
-  private async digestData(segment: Segment): Promise<FileDigest> {
-    let crc = 0;
-    for (let at = 0; at < segment.committedBytes; at += 4 * READ_CHUNK_BYTES) {
-      crc = crc32c(await files.readAt(segment.fd!, Math.min(4 * READ_CHUNK_BYTES, segment.committedBytes - at), at), crc);
-    }
-    return { bytes: segment.committedBytes, crc32c: crc };
   }
 
   // ---------------------------------------------------------------------------------- reading

@@ -12,6 +12,7 @@
  */
 import { CorruptFileError } from '../errors.js';
 import { crc32c } from './crc.js';
+import * as files from './files.js';
 
 export interface FileDigest {
   readonly bytes: number;
@@ -31,6 +32,27 @@ export interface SegmentSidecar {
   readonly index: FileDigest;
   /** Companion files by suffix (e.g. `.streams`), written by the layer above before sealing. */
   readonly attachments: Readonly<Record<string, FileDigest>>;
+}
+
+const DIGEST_CHUNK_BYTES = 1 << 20;
+
+/** Size and CRC-32C of the first `bytes` bytes of the open file `fd`, read in 1 MiB chunks. */
+export async function digestOpenFile(fd: number, bytes: number): Promise<FileDigest> {
+  let crc = 0;
+  for (let at = 0; at < bytes; at += DIGEST_CHUNK_BYTES) {
+    crc = crc32c(await files.readAt(fd, Math.min(DIGEST_CHUNK_BYTES, bytes - at), at), crc);
+  }
+  return { bytes, crc32c: crc };
+}
+
+/** Size and CRC-32C of a whole file. */
+export async function digestFile(file: string): Promise<FileDigest> {
+  const fd = await files.open(file, 'r');
+  try {
+    return await digestOpenFile(fd, await files.fstatSize(fd));
+  } finally {
+    await files.close(fd);
+  }
 }
 
 export function encodeSidecar(sidecar: SegmentSidecar): string {
