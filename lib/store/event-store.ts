@@ -187,13 +187,10 @@ export class EventStore {
     const conflict = prepared.findIndex(
       (r, i) => checks[i] === 'conflict' || (checks[i] === 'maybe_retry' && results[i] === undefined && r.expectedRevision !== 'any' && r.expectedRevision !== 'stream_exists'),
     );
-    if (conflict >= 0) {
-      const { streamId, expectedRevision } = prepared[conflict]!;
-      throw new WrongExpectedRevisionError(streamId, expectedRevision, this.index.head(streamId)?.revision ?? 'no_stream');
-    }
-    const partialRetry = prepared.findIndex((_, i) => results[i] !== undefined);
-    if (partialRetry >= 0) {
-      const { streamId, expectedRevision } = prepared[partialRetry]!;
+    // Else a retry of part of the batch only: the batch as a whole conflicts at that request.
+    const blamed = conflict >= 0 ? conflict : prepared.findIndex((_, i) => results[i] !== undefined);
+    if (blamed >= 0) {
+      const { streamId, expectedRevision } = prepared[blamed]!;
       throw new WrongExpectedRevisionError(streamId, expectedRevision, this.index.head(streamId)?.revision ?? 'no_stream');
     }
     // Only 'any'/'stream_exists' requests whose last id merely matched: not retries after all.
@@ -297,15 +294,20 @@ export class EventStore {
       readStream: (streamId, options) => this.readStream(streamId, options),
       streamHead: (streamId) => this.streamHead(streamId),
       subscribeToStream: (streamId, fromRevision) => this.subscribeToStream(streamId, { fromRevision }),
-      appendSnapshot: async (streamId, snapshot) => {
-        const request = { streamId: snapshotStreamOf(streamId), events: [{ type: SNAPSHOT_EVENT_TYPE, data: snapshot }] };
-        await this.append([request], () => 'snapshot.', false, true);
-      },
+      appendSnapshot: (streamId, snapshot) => this.appendSystem('snapshot', snapshotStreamOf(streamId), SNAPSHOT_EVENT_TYPE, snapshot),
       clock: this.options.clock,
     });
   }
 
   private aggregateContext: AggregateContext | undefined;
+
+  /**
+   * Appends one event to one of the store's own ('$') streams, which applications cannot write.
+   * `what` prefixes the paths of a ValidationError (e.g. `snapshot.events[0].data`).
+   */
+  private async appendSystem(what: string, streamId: string, type: string, data: unknown): Promise<void> {
+    await this.append([{ streamId, events: [{ type, data }] }], () => `${what}.`, false, true);
+  }
 
   /**
    * A durable consumer named `name`: a subscription that resumes after its checkpoint, kept in
@@ -353,10 +355,7 @@ export class EventStore {
         }
         return undefined;
       },
-      writeCheckpoint: async (name, position) => {
-        const request = { streamId: consumerStreamOf(name), events: [{ type: CHECKPOINT_EVENT_TYPE, data: { position } }] };
-        await this.append([request], () => 'checkpoint.', false, true);
-      },
+      writeCheckpoint: (name, position) => this.appendSystem('checkpoint', consumerStreamOf(name), CHECKPOINT_EVENT_TYPE, { position }),
     };
     return this.consumerContext;
   }

@@ -55,6 +55,11 @@ export interface IndexHead {
   readonly lastEventId: string;
 }
 
+/** The head of a stream as its last part (in memory or on disk) describes it. */
+function headOf(part: StreamPart): IndexHead {
+  return { revision: part.firstRevision + part.count - 1, position: part.positionAt(part.count - 1), lastEventId: part.lastEventId };
+}
+
 /** Events of one append, as the index records them. */
 export interface IndexedAppend {
   readonly streamId: string;
@@ -114,13 +119,6 @@ export class StreamIndex {
     this.cache = new FileCache(cacheBytes);
   }
 
-  /** Number of streams that have events. */
-  get streamCount(): number {
-    let count = this.sealedHeads.size;
-    for (const builder of this.builders) for (const id of builder.runs.keys()) if (!this.sealedHeads.has(id)) count++;
-    return count;
-  }
-
   /** Rebuilds the index for an opened log (see the module comment). */
   async open(log: SegmentLog): Promise<void> {
     const checkpointFile = path.join(this.dir, CHECKPOINT_FILE);
@@ -162,14 +160,7 @@ export class StreamIndex {
   }
 
   private applySealed(file: StreamIndexFile): void {
-    for (const [streamId, part] of file.streams()) {
-      this.sealedHeads.set(streamId, {
-        revision: part.firstRevision + part.count - 1,
-        position: part.positionAt(part.count - 1),
-        lastEventId: part.lastEventId,
-        lastSealedSegment: file.basePosition,
-      });
-    }
+    for (const [streamId, part] of file.streams()) this.sealedHeads.set(streamId, { ...headOf(part), lastSealedSegment: file.basePosition });
   }
 
   /**
@@ -207,7 +198,7 @@ export class StreamIndex {
   head(streamId: string): IndexHead | undefined {
     for (let i = this.builders.length - 1; i >= 0; i--) {
       const run = this.builders[i]!.runs.get(streamId);
-      if (run !== undefined) return { revision: run.firstRevision + run.count - 1, position: run.positionAt(run.count - 1), lastEventId: run.lastEventId };
+      if (run !== undefined) return headOf(run);
     }
     return this.sealedHeads.get(streamId);
   }
@@ -286,14 +277,7 @@ export class StreamIndex {
     await files.writeFileDurable(segment.fileFor(STREAMS_SUFFIX), bytes);
     this.cache.set(segment.basePosition, StreamIndexFile.decode(segment.fileFor(STREAMS_SUFFIX), bytes, segment.basePosition));
     // From here on the head comes from the sealed heads; both answers are the same.
-    for (const [streamId, run] of builder.runs) {
-      this.sealedHeads.set(streamId, {
-        revision: run.firstRevision + run.count - 1,
-        position: run.positionAt(run.count - 1),
-        lastEventId: run.lastEventId,
-        lastSealedSegment: segment.basePosition,
-      });
-    }
+    for (const [streamId, run] of builder.runs) this.sealedHeads.set(streamId, { ...headOf(run), lastSealedSegment: segment.basePosition });
     const at = this.builders.indexOf(builder);
     if (at >= 0) this.builders.splice(at, 1);
     this.sealedEnd = segment.lastPosition + 1;

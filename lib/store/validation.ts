@@ -36,10 +36,10 @@ export const MAX_APPEND_BYTES = MAX_BATCH_BYTES / 2;
 /** A rule: what is wrong with a value, or undefined when nothing is. */
 type Rule = (value: unknown) => string | undefined;
 
-function nameProblem(value: unknown): string | undefined {
+function nameProblem(value: unknown, maxBytes = MAX_NAME_BYTES): string | undefined {
   if (typeof value !== 'string') return 'must be a string';
   if (value.length === 0) return 'must not be empty';
-  if (value.length > MAX_NAME_BYTES / 3 && Buffer.byteLength(value) > MAX_NAME_BYTES) return `must be at most ${MAX_NAME_BYTES} bytes of UTF-8`;
+  if (value.length > maxBytes / 3 && Buffer.byteLength(value) > maxBytes) return `must be at most ${maxBytes} bytes of UTF-8`;
   if (!NO_CONTROL_CHARACTERS.test(value)) return 'must not contain control characters';
   // An unpaired surrogate would be stored as U+FFFD and read back as another name.
   if (!value.isWellFormed()) return 'must be well-formed Unicode (it holds an unpaired surrogate)';
@@ -59,10 +59,7 @@ const STREAM_RULES: Record<string, Rule> = {
 /** The store's own streams (snapshots, consumer checkpoints): `$` and a user stream id after a short prefix. */
 export const SYSTEM_STREAM_MAX_BYTES = 2 * MAX_NAME_BYTES;
 const SYSTEM_STREAM_RULES: Record<string, Rule> = {
-  streamId: (value) =>
-    typeof value === 'string' && value.startsWith('$') && Buffer.byteLength(value) <= SYSTEM_STREAM_MAX_BYTES && value.isWellFormed() && NO_CONTROL_CHARACTERS.test(value)
-      ? undefined
-      : 'must be a system stream id',
+  streamId: (value) => (typeof value === 'string' && value.startsWith('$') ? nameProblem(value, SYSTEM_STREAM_MAX_BYTES) : 'must be a system stream id'),
 };
 
 const EVENT_RULES: Record<string, Rule> = {
