@@ -6,9 +6,8 @@ export { EventStore, DEFAULT_OPTIONS } from './store/index.js';
 export type * from './store/index.js';
 export type { Durability } from './log/index.js';
 export type { Clock } from './clock.js';
-export type { SubscribeOptions, StreamSubscribeOptions, SubscriptionMessage } from './subscriptions/subscribe.js';
-export { consumerStreamOf, type ConsumerMessage, type ConsumerOptions, type Projection } from './subscriptions/consumer.js';
-export { snapshotStreamOf, type AggregateOptions, type AggregateState, type SnapshotPolicy } from './snapshots/aggregate.js';
+export { consumerStreamOf, type ConsumerMessage, type ConsumerOptions, type Projection, type SubscribeOptions, type StreamSubscribeOptions, type SubscriptionMessage } from './subscriptions/index.js';
+export { snapshotStreamOf, type AggregateOptions, type AggregateState, type SnapshotPolicy } from './snapshots/index.js';
 export {
   ColdstreamError,
   ConsumerActiveError,

@@ -18,6 +18,7 @@
 import { Observable, type Subscription } from 'rxjs';
 import type { Clock } from '../clock.js';
 import { isColdstreamError, ValidationError, type ValidationFailure } from '../errors.js';
+import { checkPositiveInteger } from '../store/option-checks.js';
 import type { ReadStreamOptions, RecordedEvent, StreamHead } from '../store/types.js';
 
 export interface SnapshotPolicy {
@@ -80,10 +81,7 @@ function checkOptions(streamId: unknown, options: AggregateOptions<unknown>): vo
     if (typeof policy.schemaVersion !== 'number' && typeof policy.schemaVersion !== 'string') {
       failures.push({ path: 'options.snapshots.schemaVersion', constraint: 'isVersion', message: 'must be a number or a string naming the state shape' });
     }
-    for (const key of ['everyEvents', 'whenLoadSlowerThanMs'] as const) {
-      const value = policy[key];
-      if (value !== undefined && !(Number.isSafeInteger(value) && value > 0)) failures.push({ path: `options.snapshots.${key}`, constraint: 'isCount', message: 'must be an integer > 0' });
-    }
+    for (const key of ['everyEvents', 'whenLoadSlowerThanMs'] as const) checkPositiveInteger(policy[key], `options.snapshots.${key}`, failures);
   }
   if (failures.length > 0) throw new ValidationError(failures);
 }

@@ -8,6 +8,7 @@ import { CorruptFileError, ValidationError, type ValidationFailure } from '../er
 import type { SegmentLog } from '../log/segment-log.js';
 import type { LocatedBatch } from '../log/segment.js';
 import { decodeEvent, decodeRecordHead, isSystemRecord } from './codec.js';
+import { checkFilter, checkOptionsObject, checkPosition } from './option-checks.js';
 import { PageIterator } from './page-iterator.js';
 import type { StreamIndex } from './stream-index.js';
 import type { StreamPart } from './stream-index-file.js';
@@ -19,14 +20,6 @@ export interface ReadContext {
   assertOpen(): void;
 }
 
-/** Options left out mean the defaults; anything else but an object is a failure. */
-export function checkOptionsObject<T extends object>(options: T | null | undefined, failures: ValidationFailure[]): T {
-  if (options === undefined) return {} as T;
-  if (typeof options === 'object' && options !== null) return options;
-  failures.push({ path: 'options', constraint: 'isObject', message: 'must be an object (or left out)' });
-  return {} as T;
-}
-
 function checkReadOptions(direction: unknown, maxCount: unknown, from: unknown, fromName: string, failures: ValidationFailure[]): void {
   if (direction !== undefined && direction !== 'forwards' && direction !== 'backwards') {
     failures.push({ path: 'options.direction', constraint: 'isDirection', message: "must be 'forwards' or 'backwards'" });
@@ -34,9 +27,7 @@ function checkReadOptions(direction: unknown, maxCount: unknown, from: unknown, 
   if (maxCount !== undefined && !(Number.isSafeInteger(maxCount) && (maxCount as number) >= 0)) {
     failures.push({ path: 'options.maxCount', constraint: 'isCount', message: 'must be an integer ≥ 0' });
   }
-  if (from !== undefined && from !== 'start' && from !== 'end' && !(Number.isSafeInteger(from) && (from as number) >= 0)) {
-    failures.push({ path: `options.${fromName}`, constraint: 'isPosition', message: "must be 'start', 'end' or an integer ≥ 0" });
-  }
+  checkPosition(from, `options.${fromName}`, failures);
 }
 
 type Page = RecordedEvent[] | undefined;
@@ -199,23 +190,6 @@ class BatchReader {
     const batch = this.log.readBatchAt(part.segmentBase, part.batchOffsetAt(i));
     batch.catch(() => {}); // Reported when (if) the caller gets to it.
     this.ahead = { segmentBase: part.segmentBase, byteOffset: part.batchOffsetAt(i), batch };
-  }
-}
-
-const isStrings = (value: unknown): boolean => Array.isArray(value) && value.every((item) => typeof item === 'string');
-
-/** Checks a filter of readAll, subscribe or a consumer. */
-export function checkFilter(filter: unknown, failures: ValidationFailure[]): void {
-  if (filter === undefined) return;
-  const f = filter as Partial<Record<keyof EventFilter, unknown>>;
-  if (
-    typeof filter !== 'object' ||
-    filter === null ||
-    (f.streamPrefix !== undefined && typeof f.streamPrefix !== 'string' && !isStrings(f.streamPrefix)) ||
-    (f.eventTypes !== undefined && !isStrings(f.eventTypes)) ||
-    (f.includeSystemStreams !== undefined && typeof f.includeSystemStreams !== 'boolean')
-  ) {
-    failures.push({ path: 'options.filter', constraint: 'isFilter', message: 'must be { streamPrefix?: string | string[], eventTypes?: string[], includeSystemStreams?: boolean }' });
   }
 }
 

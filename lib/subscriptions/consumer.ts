@@ -17,7 +17,7 @@
  */
 import { Observable, Subject, asyncScheduler, type SchedulerLike, type Subscription } from 'rxjs';
 import { ConsumerActiveError, StoreClosedError, ValidationError, type ValidationFailure } from '../errors.js';
-import { checkFilter, checkOptionsObject } from '../store/reads.js';
+import { checkFilter, checkOptionsObject, checkPositiveInteger } from '../store/option-checks.js';
 import type { EventFilter, RecordedEvent } from '../store/types.js';
 import { checkpointPolicy } from './checkpoint-policy.js';
 import { subscribeMessages, type SubscriptionContext, type SubscriptionMessage } from './subscribe.js';
@@ -68,16 +68,11 @@ function checkOptions(name: unknown, givenOptions: ConsumerOptions | null | unde
   const failures: ValidationFailure[] = [];
   const options = checkOptionsObject(givenOptions, failures);
   checkFilter(options.filter, failures);
-  if (options.maxLagEvents !== undefined && !(Number.isSafeInteger(options.maxLagEvents) && options.maxLagEvents > 0)) {
-    failures.push({ path: 'options.maxLagEvents', constraint: 'isCount', message: 'must be an integer > 0' });
-  }
+  checkPositiveInteger(options.maxLagEvents, 'options.maxLagEvents', failures);
   if (typeof name !== 'string' || name.length === 0 || Buffer.byteLength(name) > 200 || /\p{Cc}/u.test(name)) {
     failures.push({ path: 'name', constraint: 'isName', message: 'must be a non-empty string of at most 200 bytes without control characters' });
   }
-  for (const key of ['checkpointEveryEvents', 'checkpointEveryMs', 'maxInFlight'] as const) {
-    const value = options[key];
-    if (value !== undefined && !(Number.isSafeInteger(value) && value > 0)) failures.push({ path: `options.${key}`, constraint: 'isCount', message: 'must be an integer > 0' });
-  }
+  for (const key of ['checkpointEveryEvents', 'checkpointEveryMs', 'maxInFlight'] as const) checkPositiveInteger(options[key], `options.${key}`, failures);
   if (options.commit !== undefined && options.commit !== 'auto' && options.commit !== 'manual') failures.push({ path: 'options.commit', constraint: 'isMode', message: "must be 'auto' or 'manual'" });
   if (options.startFrom !== undefined && options.startFrom !== 'start' && options.startFrom !== 'end') failures.push({ path: 'options.startFrom', constraint: 'isStart', message: "must be 'start' or 'end'" });
   if (failures.length > 0) throw new ValidationError(failures);

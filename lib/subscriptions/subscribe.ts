@@ -18,7 +18,8 @@ import { Observable, filter, map, observeOn, type SchedulerLike } from 'rxjs';
 import { StoreClosedError, ValidationError, type ValidationFailure } from '../errors.js';
 import type { SegmentLog } from '../log/segment-log.js';
 import { decodeEvent, decodeRecordHead } from '../store/codec.js';
-import { checkFilter, checkOptionsObject, compileFilter, readStream, type ReadContext } from '../store/reads.js';
+import { checkFilter, checkOptionsObject, checkPosition, checkPositiveInteger } from '../store/option-checks.js';
+import { compileFilter, readStream, type ReadContext } from '../store/reads.js';
 import type { EventFilter, RecordedEvent } from '../store/types.js';
 
 /** What a subscription tells its subscriber, in order. */
@@ -181,18 +182,6 @@ function subscription(
   return scheduler === undefined ? messages : messages.pipe(observeOn(scheduler));
 }
 
-function checkCommon(maxLagEvents: unknown, failures: ValidationFailure[]): void {
-  if (maxLagEvents !== undefined && !(Number.isSafeInteger(maxLagEvents) && (maxLagEvents as number) > 0)) {
-    failures.push({ path: 'options.maxLagEvents', constraint: 'isCount', message: 'must be an integer > 0' });
-  }
-}
-
-function checkFrom(value: unknown, path: string, failures: ValidationFailure[]): void {
-  if (value !== undefined && value !== 'start' && value !== 'end' && !(Number.isSafeInteger(value) && (value as number) >= 0)) {
-    failures.push({ path, constraint: 'isPosition', message: "must be 'start', 'end' or an integer ≥ 0" });
-  }
-}
-
 /**
  * Messages of a subscription to all streams (`$all`); see EventStore.subscribeMessages.
  * `gate`, called after each page read, may return a promise that holds the next read back.
@@ -200,8 +189,8 @@ function checkFrom(value: unknown, path: string, failures: ValidationFailure[]):
 export function subscribeMessages(context: SubscriptionContext, givenOptions?: SubscribeOptions | null, gate?: () => Promise<void> | undefined): Observable<SubscriptionMessage> {
   const failures: ValidationFailure[] = [];
   const options = checkOptionsObject(givenOptions, failures);
-  checkFrom(options.from, 'options.from', failures);
-  checkCommon(options.maxLagEvents, failures);
+  checkPosition(options.from, 'options.from', failures);
+  checkPositiveInteger(options.maxLagEvents, 'options.maxLagEvents', failures);
   checkFilter(options.filter, failures);
   if (failures.length > 0) throw new ValidationError(failures);
   context.reads.assertOpen();
@@ -222,8 +211,8 @@ export function subscribeToStreamMessages(context: SubscriptionContext, streamId
   const failures: ValidationFailure[] = [];
   const options = checkOptionsObject(givenOptions, failures);
   if (typeof streamId !== 'string' || streamId.length === 0) failures.push({ path: 'streamId', constraint: 'isString', message: 'must be a non-empty string' });
-  checkFrom(options.fromRevision, 'options.fromRevision', failures);
-  checkCommon(options.maxLagEvents, failures);
+  checkPosition(options.fromRevision, 'options.fromRevision', failures);
+  checkPositiveInteger(options.maxLagEvents, 'options.maxLagEvents', failures);
   if (failures.length > 0) throw new ValidationError(failures);
   context.reads.assertOpen();
   return subscription(context, options.maxLagEvents, options.scheduler, async (pump) => {
