@@ -89,14 +89,14 @@ class InFlight {
     return this.positions.length - this.head;
   }
 
-  add(position: number): number {
+  add(position: number): void {
     this.positions.push(position);
     this.done.push(false);
-    return this.positions.length - 1;
   }
 
-  commit(slot: number): void {
-    this.done[slot] = true;
+  /** Marks the event at `position` (one that was added) committed. */
+  commit(position: number): void {
+    this.done[this.slotOf(position)] = true;
     while (this.head < this.positions.length && this.done[this.head]) this.head++;
     if (this.head > 1024 && this.head * 2 > this.positions.length) {
       this.positions.splice(0, this.head);
@@ -105,8 +105,8 @@ class InFlight {
     }
   }
 
-  /** Slots shift when the arrays are compacted; callers keep the position and find the slot. */
-  slotOf(position: number): number {
+  /** Where `position` is in the arrays (which compaction shifts, so it is searched each time). */
+  private slotOf(position: number): number {
     let lo = this.head;
     let hi = this.positions.length - 1;
     while (lo <= hi) {
@@ -201,7 +201,7 @@ export function consume(context: ConsumerContext, name: string, givenOptions?: C
               const commit = (): void => {
                 if (committed) return;
                 committed = true;
-                inFlight.commit(inFlight.slotOf(position));
+                inFlight.commit(position);
                 offer();
               };
               subscriber.next({ type: 'event', event: message.event, commit });
