@@ -85,19 +85,28 @@ export interface Comparison {
   readonly ratioMaxOfRounds: number;
 }
 
-/** Runs `rounds` rounds of `subject(round)` and `baseline(round)` in ABBA order. */
-export async function interleaved(rounds: number, subject: (round: number) => Promise<Sample>, baseline: (round: number) => Promise<Sample>): Promise<Comparison> {
-  const s: Sample[] = [];
-  const b: Sample[] = [];
+/**
+ * Runs `rounds` rounds of `a(round)` and `b(round)` in ABBA order (a first on even rounds), so
+ * that drift in the machine weighs on both alike; returns their results in round order.
+ */
+export async function alternate<A, B>(rounds: number, a: (round: number) => Promise<A>, b: (round: number) => Promise<B>): Promise<[A[], B[]]> {
+  const as: A[] = [];
+  const bs: B[] = [];
   for (let r = 0; r < rounds; r++) {
     if (r % 2 === 0) {
-      b.push(await baseline(r));
-      s.push(await subject(r));
+      as.push(await a(r));
+      bs.push(await b(r));
     } else {
-      s.push(await subject(r));
-      b.push(await baseline(r));
+      bs.push(await b(r));
+      as.push(await a(r));
     }
   }
+  return [as, bs];
+}
+
+/** Runs `rounds` rounds of `subject(round)` and `baseline(round)` in ABBA order. */
+export async function interleaved(rounds: number, subject: (round: number) => Promise<Sample>, baseline: (round: number) => Promise<Sample>): Promise<Comparison> {
+  const [b, s] = await alternate(rounds, baseline, subject);
   const subjectAgg = aggregate(s);
   const baselineAgg = aggregate(b);
   const perRound = s.map((x, r) => (x.events / x.ms) / (b[r]!.events / b[r]!.ms));

@@ -16,7 +16,7 @@ import { EventStore, snapshotStreamOf, type AggregateOptions, type Durability, t
 import { EVENT_TYPE, orderData, orderEvent, orderEvents, orderNumberOf, type OrderPlaced } from './payload.js';
 import { readAllEvents } from './reads.js';
 import { latencySummary, median, round } from './report.js';
-import { interleaved, type Comparison, type Sample } from './sampling.js';
+import { alternate, interleaved, type Comparison, type Sample } from './sampling.js';
 
 /** How long the subscriber may take, after the last append, to receive everything. */
 const DELIVERY_TIMEOUT_MS = 10_000;
@@ -230,17 +230,7 @@ export async function runS3(dir: string, options: S3Options): Promise<S3Result> 
       check(loaded, total);
       return ms;
     };
-    const fullMs: number[] = [];
-    const snapshotMs: number[] = [];
-    for (let i = 0; i < loads; i++) {
-      if (i % 2 === 0) {
-        fullMs.push(await timed(totals));
-        snapshotMs.push(await timed(withSnapshots));
-      } else {
-        snapshotMs.push(await timed(withSnapshots));
-        fullMs.push(await timed(totals));
-      }
-    }
+    const [fullMs, snapshotMs] = await alternate(loads, () => timed(totals), () => timed(withSnapshots));
     let snapshots = 0;
     for await (const _ of store.readStream(snapshotStreamOf(streamId))) snapshots++;
     const r3 = (xs: number[]): number[] => xs.map((x) => round(x, 3));
