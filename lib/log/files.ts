@@ -120,3 +120,28 @@ export async function unlinkIfExists(file: string): Promise<void> {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }
+
+/**
+ * Runs `task` on every item, at most `limit` at a time, and returns the results in order. For
+ * file work over many segments: one `Promise.all` over thousands of files opens them all at
+ * once and fails with EMFILE. After a task fails no new one starts; the first error is thrown
+ * once the tasks in flight have settled (so that none is left holding a file).
+ */
+export async function mapBounded<T, R>(items: readonly T[], limit: number, task: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (failure === undefined && next < items.length) {
+      const i = next++;
+      try {
+        results[i] = await task(items[i]!, i);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== undefined) throw failure.error;
+  return results;
+}

@@ -7,6 +7,9 @@
  * - `00000000000000000000.sealed`  sidecar, written last when the segment is sealed (see sidecar.ts)
  * - `00000000000000000000.<other>` attachments written by the layer above at seal time
  *   (the event store's stream index), listed in the sidecar
+ *
+ * and one file for the whole log: `segments.catalogue`, the sealed segments' sidecars in one
+ * file (see segment-catalogue.ts).
  */
 import path from 'node:path';
 
@@ -21,12 +24,17 @@ export function segmentFile(dir: string, basePosition: number, suffix: string): 
   return path.join(dir, segmentName(basePosition) + suffix);
 }
 
-/** The base position a `.log` file name stands for, or undefined for any other name. */
-export function parseSegmentLogName(name: string): number | undefined {
-  if (!name.endsWith(LOG_SUFFIX) || name.length !== DIGITS + LOG_SUFFIX.length) return undefined;
-  const digits = name.slice(0, DIGITS);
-  if (!/^\d+$/.test(digits)) return undefined;
-  const base = Number(digits);
+/**
+ * The base position a segment file name with `suffix` (e.g. `.sealed`) stands for, or
+ * undefined for any other name.
+ */
+export function parseSegmentName(name: string, suffix: string): number | undefined {
+  if (name.length !== DIGITS + suffix.length || !name.endsWith(suffix)) return undefined;
+  for (let i = 0; i < DIGITS; i++) {
+    const code = name.charCodeAt(i);
+    if (code < 48 || code > 57) return undefined;
+  }
+  const base = Number(name.slice(0, DIGITS));
   return Number.isSafeInteger(base) ? base : undefined;
 }
 

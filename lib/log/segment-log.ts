@@ -17,14 +17,20 @@
  * `segmentBytes`, or when its first batch is older than `segmentMaxAgeMs`. The rolled segment is
  * sealed once its last batch is acknowledged, in the background (appends to the next segment go
  * on), one segment at a time and in order: fsync, final index written and synced, `onSeal`
- * called for the layer above to write its attachments, then the sidecar (commit point).
+ * called for the layer above to write its attachments, then the sidecar (commit point), then
+ * the segment's record appended to the catalogue.
+ *
+ * Files held open: the active segment's data and index files, the catalogue, and the data files
+ * of at most `maxOpenSegments` idle sealed segments (least recently read closed first), plus one
+ * per read in flight: a bounded number, however many segments the log holds.
  *
  * Failing. An error from write or fsync fails the log: that batch and every later one are
  * rejected with StoreFailedError, because after a failed fsync the page cache cannot be trusted.
  * What was acknowledged before is on disk; reopening recovers.
  *
- * Opening. Sealed segments are trusted by their sidecars and not read. The active segment's tail
- * is recovered (recovery.ts). A segment whose seal was interrupted is scanned and sealed again
+ * Opening. Sealed segments are trusted by their records in the segment catalogue
+ * (segment-catalogue.ts), one file for all of them, and not read. The active segment's tail is
+ * recovered (recovery.ts). A segment whose seal was interrupted is scanned and sealed again
  * by {@link SegmentLog.sealInterrupted}. The log does not lock its directory: its owner does
  * (the event store holds `LOCK` in the store directory).
  */
@@ -37,6 +43,8 @@ import * as files from './files.js';
 import { OffsetIndex } from './offset-index.js';
 import { BATCH_HEADER_BYTES, encodeFramedBatch, frameRecords } from './record-batch.js';
 import { recoverLog } from './recovery.js';
+import type { SegmentCatalogue } from './segment-catalogue.js';
+import type { SegmentInfo, SegmentList } from './segment-list.js';
 import { READ_CHUNK_BYTES, Segment, type LocatedBatch } from './segment.js';
 import { digestOpenFile, encodeSidecar, type FileDigest } from './sidecar.js';
 
@@ -64,7 +72,7 @@ export interface SegmentLogOptions {
    * cost of fdatasync after an append). 0 disables. Not used under `none` durability.
    */
   readonly preallocateBytes?: number;
-  /** Sealed segments whose files may stay open for reading at once. */
+  /** Idle sealed segments whose data files may stay open (for reading) at once. Default 64. */
   readonly maxOpenSegments?: number;
   /**
    * Called while a segment is sealed, before its sidecar is written: write companion files
@@ -86,14 +94,7 @@ export interface AppendReceipt {
   readonly committed: Promise<void>;
 }
 
-/** A segment as listed by {@link SegmentLog.segmentInfos}. */
-export interface SegmentInfo {
-  readonly basePosition: number;
-  readonly nextPosition: number;
-  readonly bytes: number;
-  readonly sealed: boolean;
-  readonly logFile: string;
-}
+export type { SegmentInfo } from './segment-list.js';
 
 const ZEROES = Buffer.alloc(1 << 20);
 /** Longest the writer loop runs on microtasks alone before it lets the event loop turn. */
@@ -114,7 +115,7 @@ interface Waiter {
 }
 
 export class SegmentLog {
-  private readonly segments: Segment[];
+  private readonly segments: SegmentList;
   private active: Segment;
   private pending: PendingBatch[] = [];
   private syncWaiters: Waiter[] = [];
@@ -132,12 +133,16 @@ export class SegmentLog {
   private activeReads = 0;
   private readsDrained: (() => void) | undefined;
 
+  /** Sealed segments whose data file is open, to close the idle ones past `maxOpenSegments`. */
+  private readonly openSealed = new Set<Segment>();
+
   private constructor(
     readonly options: SegmentLogOptions,
-    segments: Segment[],
+    segments: SegmentList,
+    private readonly catalogue: SegmentCatalogue,
   ) {
     this.segments = segments;
-    this.active = segments[segments.length - 1]!;
+    this.active = segments.last;
     this.commitEnd_ = this.active.nextPosition;
     if (options.durability === 'interval') {
       this.intervalTimer = setInterval(() => this.syncIfDirty(), options.fsyncIntervalMs);
@@ -147,8 +152,8 @@ export class SegmentLog {
 
   /** Opens (creating if needed) the log in `options.dir`, recovering the active segment's tail. */
   static async open(options: SegmentLogOptions): Promise<SegmentLog> {
-    const { segments, interrupted } = await recoverLog(options.dir, options.indexIntervalBytes);
-    const log = new SegmentLog(options, segments);
+    const { segments, interrupted, catalogue } = await recoverLog(options.dir, options.indexIntervalBytes);
+    const log = new SegmentLog(options, segments, catalogue);
     log.interrupted = interrupted;
     return log;
   }
@@ -185,7 +190,7 @@ export class SegmentLog {
 
   /** Position of the oldest record held. */
   get startPosition(): number {
-    return this.segments[0]!.basePosition;
+    return this.segments.startPosition;
   }
 
   /** Called after each acknowledged group with the new commit end. Returns an unsubscribe. */
@@ -433,9 +438,10 @@ export class SegmentLog {
     for (const listener of this.commitListeners) listener(this.commitEnd_);
   }
 
-  /** Seals a fully written segment: sync, final index, attachments, then the sidecar. */
+  /** Seals a fully written segment: sync, final index, attachments, the sidecar, then its catalogue record. */
   private async seal(segment: Segment): Promise<void> {
     assert(segment.created && segment.committedBytes === segment.reservedBytes && !segment.isEmpty);
+    await this.openDataFile(segment); // Recovery closes the file of a segment whose seal was interrupted.
     await this.trimPreallocation(segment);
     await files.fsync(segment.fd!); // fsync, not fdatasync: the trim changed the file size.
     if (segment.indexFd !== undefined) {
@@ -454,7 +460,12 @@ export class SegmentLog {
     const attachments = this.options.onSeal === undefined ? {} : await this.options.onSeal(sealing, this);
     const sidecar = segment.sidecarFor(data, indexBytes, attachments);
     await files.writeFileAtomic(segment.sealedFile, encodeSidecar(sidecar));
+    // After the sidecar is durable, so the catalogue never lists a segment that is not sealed; a
+    // crash in between leaves the segment to be catalogued from its sidecar on the next open.
+    await this.catalogue.append([sidecar]);
     segment.sidecar = sidecar;
+    this.openSealed.add(segment);
+    this.closeIdleSegments();
     await this.options.afterSeal?.(sealing);
   }
 
@@ -521,24 +532,11 @@ export class SegmentLog {
 
   /** The segments, oldest first. */
   segmentInfos(): SegmentInfo[] {
-    return this.segments.map((s) => ({
-      basePosition: s.basePosition,
-      nextPosition: s.committedEnd,
-      bytes: s.committedBytes,
-      sealed: s.sealed,
-      logFile: s.logFile,
-    }));
+    return this.segments.infos();
   }
 
   private segmentFor(position: number): Segment {
-    let lo = 0;
-    let hi = this.segments.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (this.segments[mid]!.basePosition <= position) lo = mid;
-      else hi = mid - 1;
-    }
-    return this.segments[lo]!;
+    return this.segments.find(position);
   }
 
   private async withReader<T>(segment: Segment, read: () => Promise<T>): Promise<T> {
@@ -546,8 +544,8 @@ export class SegmentLog {
     this.activeReads++;
     segment.readers++;
     try {
-      segment.opening ??= segment.fd === undefined ? segment.openForReading() : Promise.resolve();
-      await segment.opening;
+      await this.openDataFile(segment);
+      if (segment.sealed) this.openSealed.add(segment);
       segment.lastUsed = ++this.useCounter;
       return await read();
     } finally {
@@ -560,17 +558,29 @@ export class SegmentLog {
 
   private useCounter = 0;
 
+  /** Opens `segment`'s data file for reading unless it is open; concurrent callers share one open. */
+  private async openDataFile(segment: Segment): Promise<void> {
+    segment.opening ??= segment.fd === undefined ? segment.openForReading() : Promise.resolve();
+    await segment.opening;
+  }
+
+  /** Closes the least recently read idle sealed segments past `maxOpenSegments`. */
   private closeIdleSegments(): void {
     const limit = this.options.maxOpenSegments ?? 64;
-    const open = this.segments.filter((s) => s.sealed && s.fd !== undefined && s.readers === 0 && s !== this.active);
+    if (this.openSealed.size <= limit) return;
+    const open = [...this.openSealed].filter((s) => s.readers === 0);
     if (open.length <= limit) return;
     open.sort((a, b) => a.lastUsed - b.lastUsed);
     for (const segment of open.slice(0, open.length - limit)) {
+      this.openSealed.delete(segment);
       // Its offset index goes too (reloaded from its file on the next read), so that memory
       // for sealed segments stays bounded by maxOpenSegments, not by how many were ever read.
       segment.index = undefined;
       segment.indexLoading = undefined;
-      void segment.closeFiles().catch(() => {});
+      const closing = segment.closeFiles();
+      // Closing is asynchronous, but the segment's fd is already cleared: it may go at once.
+      this.segments.release(segment);
+      void closing.catch(() => {});
     }
   }
 
@@ -609,7 +619,8 @@ export class SegmentLog {
       if (this.activeReads > 0) await new Promise<void>((resolve) => (this.readsDrained = resolve));
     } finally {
       this.closed = true;
-      await Promise.all(this.segments.map((segment) => segment.closeFiles().catch(() => {})));
+      await Promise.all([...this.segments.objects()].map((segment) => segment.closeFiles().catch(() => {})));
+      await this.catalogue.close().catch(() => {});
     }
     if (this.failure !== undefined) throw this.failure;
   }

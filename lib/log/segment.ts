@@ -29,9 +29,6 @@ export interface LocatedBatch extends RecordBatch {
 export const READ_CHUNK_BYTES = 256 * 1024;
 
 export class Segment {
-  readonly logFile: string;
-  readonly indexFile: string;
-  readonly sealedFile: string;
   fd: number | undefined;
   /** Set while a reader opens `fd`, so concurrent readers share one open. */
   opening: Promise<void> | undefined;
@@ -64,11 +61,41 @@ export class Segment {
     readonly dir: string,
     readonly basePosition: number,
   ) {
-    this.logFile = segmentFile(dir, basePosition, SUFFIX.log);
-    this.indexFile = segmentFile(dir, basePosition, SUFFIX.index);
-    this.sealedFile = segmentFile(dir, basePosition, SUFFIX.sealed);
     this.nextPosition = basePosition;
     this.committedEnd = basePosition;
+  }
+
+  // File names are built when asked for, not in the constructor: three path joins cost more
+  // than the rest of it, and a log may make tens of thousands of these objects (opening without
+  // a catalogue, or reading the whole log).
+  get logFile(): string {
+    return segmentFile(this.dir, this.basePosition, SUFFIX.log);
+  }
+
+  get indexFile(): string {
+    return segmentFile(this.dir, this.basePosition, SUFFIX.index);
+  }
+
+  get sealedFile(): string {
+    return segmentFile(this.dir, this.basePosition, SUFFIX.sealed);
+  }
+
+  /** A sealed segment as its sidecar (or catalogue record) describes it; nothing is read. */
+  static sealedBy(dir: string, sidecar: SegmentSidecar): Segment {
+    const segment = new Segment(dir, sidecar.basePosition);
+    segment.adoptSidecar(sidecar);
+    return segment;
+  }
+
+  /** Takes this segment's bookkeeping from its sidecar: it is sealed, its files as the sidecar says. */
+  adoptSidecar(sidecar: SegmentSidecar): void {
+    assert(sidecar.basePosition === this.basePosition);
+    this.sidecar = sidecar;
+    this.created = true;
+    this.reservedBytes = this.writtenBytes = this.committedBytes = sidecar.data.bytes;
+    this.nextPosition = this.committedEnd = sidecar.lastPosition + 1;
+    this.firstTimestamp = sidecar.firstTimestamp;
+    this.lastTimestamp = sidecar.lastTimestamp;
   }
 
   get sealed(): boolean {

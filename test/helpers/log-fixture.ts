@@ -7,6 +7,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { batchBytes } from '../../lib/log/record-batch.js';
+import { CATALOGUE_FILE, CATALOGUE_HEADER_BYTES, decodeCatalogue, encodeCatalogueRecord } from '../../lib/log/segment-catalogue.js';
 import { SegmentLog, type SegmentLogOptions } from '../../lib/log/segment-log.js';
 import { segmentFile } from '../../lib/log/segment-files.js';
 import { logOptions } from './log.js';
@@ -66,6 +67,21 @@ export function activeBase(written: readonly WrittenBatch[]): number {
 
 export function fileOf(dir: string, base: number, suffix: string): string {
   return segmentFile(dir, base, suffix);
+}
+
+export function catalogueOf(dir: string): string {
+  return path.join(dir, CATALOGUE_FILE);
+}
+
+/**
+ * Cuts the segment catalogue back to the records of the segments before `base`, as a crash
+ * before their records were appended would leave it, so that open finds those segments (and
+ * any damage done to their sidecars) from their own files.
+ */
+export function uncatalogueFrom(dir: string, base: number): void {
+  const file = catalogueOf(dir);
+  const kept = decodeCatalogue(fs.readFileSync(file)).records.sidecars().filter((s) => s.basePosition < base);
+  fs.truncateSync(file, CATALOGUE_HEADER_BYTES + kept.reduce((bytes, s) => bytes + encodeCatalogueRecord(s).length, 0));
 }
 
 export type Snapshot = ReadonlyMap<string, Buffer>;

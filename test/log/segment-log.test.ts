@@ -6,6 +6,12 @@ import { SegmentLog } from '../../lib/log/segment-log.js';
 import { logOptions, readAllRecords, records } from '../helpers/log.js';
 import { ManualClock, useTempDir } from '../helpers/temp-dir.js';
 
+/** The log's Segment objects of sealed segments (those that may hold a file or an index). */
+function sealedSegmentObjects(log: SegmentLog): { fd?: number; index?: unknown }[] {
+  const list = (log as unknown as { segments: { objects(): Iterable<{ sealed: boolean; fd?: number; index?: unknown }> } }).segments;
+  return [...list.objects()].filter((s) => s.sealed);
+}
+
 describe('SegmentLog', () => {
   const tmp = useTempDir();
 
@@ -156,14 +162,28 @@ describe('SegmentLog', () => {
     const written = await fill(log, 60);
     await log.close();
     const reopened = await SegmentLog.open(logOptions(tmp.path, { maxOpenSegments: 2 }));
+    expect(reopened.segmentInfos().filter((s) => s.sealed).length).to.be.greaterThan(5);
     for (let round = 0; round < 2; round++) {
       expect((await readAllRecords(reopened)).map((r) => r.text)).to.deep.equal(written);
-      const segments = (reopened as unknown as { segments: { sealed: boolean; fd?: number; index?: unknown }[] }).segments.filter((s) => s.sealed);
-      expect(segments.length).to.be.greaterThan(5);
+      const segments = sealedSegmentObjects(reopened);
       expect(segments.filter((s) => s.fd !== undefined).length, 'open files').to.be.at.most(2);
       expect(segments.filter((s) => s.index !== undefined).length, 'loaded indexes').to.be.at.most(2);
     }
     await reopened.close();
+  });
+
+  it('keeps at most maxOpenSegments sealed segments open while writing, with no read at all', async () => {
+    const log = await SegmentLog.open(logOptions(tmp.path, { maxOpenSegments: 2, durability: 'none' }));
+    await fill(log, 80);
+    await log.flush(); // Waits for the seals too.
+    try {
+      expect(log.segmentInfos().filter((s) => s.sealed).length).to.be.greaterThan(8);
+      const segments = sealedSegmentObjects(log);
+      expect(segments.filter((s) => s.fd !== undefined).length, 'open files').to.be.at.most(2);
+      expect(segments.filter((s) => s.index !== undefined).length, 'indexes in memory').to.be.at.most(2);
+    } finally {
+      await log.close();
+    }
   });
 
   it('refuses appends after close', async () => {
