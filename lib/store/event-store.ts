@@ -86,7 +86,6 @@ export class EventStore {
     let log: SegmentLog | undefined;
     try {
       const logDir = path.join(resolved.dir, 'log');
-      const index = new StreamIndex(resolved.dir, logDir, resolved.streamIndexCacheBytes, resolved.indexCheckpointEvents);
       log = await SegmentLog.open({
         dir: logDir,
         durability: resolved.durability,
@@ -96,14 +95,13 @@ export class EventStore {
         indexIntervalBytes: resolved.indexIntervalBytes,
         preallocateBytes: resolved.preallocateBytes,
         clock: resolved.clock,
-        onSeal: (segment, sealingLog) => index.sealSegment(segment, sealingLog),
-        afterSeal: () => index.afterSeal(),
+        onSeal: (segment, sealingLog) => StreamIndex.sealSegment(segment, sealingLog),
       });
-      await index.open(log);
+      const index = await StreamIndex.open(resolved.dir, logDir, log, resolved.indexCheckpointEvents);
       const store = new EventStore(resolved, lock, log, index);
       const opened = log;
       const syncFirst = resolved.durability === 'fsync' ? undefined : () => opened.flush();
-      store.stopCheckpointing = log.onCommit((commitEnd) => index.noteCommitted(commitEnd, syncFirst));
+      store.stopCheckpointing = log.onCommit(() => index.noteCommitted(opened, syncFirst));
       return store;
     } catch (err) {
       await log?.close().catch(() => {});
@@ -406,18 +404,21 @@ export class EventStore {
     this.closed = true;
     this.stopCheckpointing();
     for (const complete of [...this.closeListeners]) complete(); // Every subscription completes.
+    let failure: unknown;
     try {
       await this.log.close(); // Rejects with StoreFailedError when the final sync fails.
-      // The checkpoint only speeds up the next open; written only for a log closed cleanly.
-      try {
-        await this.index.writeCheckpoint(this.log.commitEnd === this.log.nextPosition ? this.log.commitEnd : undefined);
-        await this.index.settled();
-      } catch (err) {
-        throw new StoreFailedError(err);
-      }
+    } catch (err) {
+      failure = err;
+    }
+    try {
+      // The index is derived data: what it cannot flush now, the next open reads from the log.
+      await this.index.close(failure === undefined && this.log.commitEnd === this.log.nextPosition);
+    } catch (err) {
+      failure ??= new StoreFailedError(err);
     } finally {
       this.lock.release();
     }
+    if (failure !== undefined) throw failure;
   }
 
   private assertOpen(): void {

@@ -40,13 +40,12 @@ export interface EventStoreOptions {
   /** Largest encoded event (stream id, type, data, metadata and a 36-byte header). Default 1 MiB. */
   readonly maxEventBytes?: number;
   /**
-   * The active segment's stream index is checkpointed every this many events (after a sync of
-   * the log under `'interval'`/`'none'` durability), so that opening after a crash re-reads at
-   * most about that many events. Default 65,536.
+   * The stream index keeps this many recent events in memory, then writes them to its database
+   * (`index.lmdb`) in the background, once they are durable in the log: it bounds the index's
+   * memory (about 40 bytes an event, plus a map entry per stream in it) and what opening after
+   * a crash re-reads from the log. Default 65,536.
    */
   readonly indexCheckpointEvents?: number;
-  /** Memory for sealed segments' stream indexes kept loaded. Default 64 MiB. */
-  readonly streamIndexCacheBytes?: number;
   /** Classes (with class-validator decorators) that validate the data of events of a type. */
   readonly eventClasses?: EventClasses;
   /** Time source, for tests. Default: `Date.now`. */
@@ -63,7 +62,6 @@ export const DEFAULT_OPTIONS = Object.freeze({
   indexIntervalBytes: 4 * KiB,
   preallocateBytes: 1 * MiB,
   maxEventBytes: 1 * MiB,
-  streamIndexCacheBytes: 64 * MiB,
   indexCheckpointEvents: 65_536,
 });
 
@@ -103,10 +101,6 @@ class OptionsInput {
   @Min(KiB)
   @Max(256 * MiB)
   maxEventBytes!: unknown;
-
-  @IsInt({ message: 'must be an integer number of bytes' })
-  @Min(0)
-  streamIndexCacheBytes!: unknown;
 
   @IsInt({ message: 'must be an integer number of events' })
   @Min(1)

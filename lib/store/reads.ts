@@ -1,6 +1,6 @@
 /**
- * Reading events: `readAll` walks the log in position order; `readStream` walks one stream's
- * parts (stream-index.ts) and reads only the batches holding its events. Both are async
+ * Reading events: `readAll` walks the log in position order; `readStream` looks up one stream's
+ * parts by revision (stream-index.ts) and reads only the batches holding its events. Both are async
  * iterators (page-iterator.ts) that decode a page (a chunk of the log, or one batch) at a time,
  * never the whole result, and yield only acknowledged events.
  */
@@ -11,7 +11,7 @@ import { decodeEvent, decodeRecordHead, isSystemRecord } from './codec.js';
 import { checkFilter, checkOptionsObject, checkPosition } from './option-checks.js';
 import { PageIterator } from './page-iterator.js';
 import type { StreamIndex } from './stream-index.js';
-import type { StreamPart } from './stream-index-file.js';
+import type { StreamPart } from './stream-part.js';
 import type { EventFilter, ReadAllOptions, ReadStreamOptions, RecordedEvent } from './types.js';
 
 export interface ReadContext {
@@ -57,8 +57,8 @@ async function startStreamRead(context: ReadContext, streamId: string, givenOpti
   if (typeof streamId !== 'string') failures.push({ path: 'streamId', constraint: 'isString', message: 'must be a string' });
   checkReadOptions(options.direction, options.maxCount, options.fromRevision, 'fromRevision', failures);
   if (failures.length > 0) throw new ValidationError(failures);
-  // Synchronous from here to the first step of partsNewestFirst: head, parts and this
-  // position describe the same moment. Every event below `snapshotEnd` is in that snapshot.
+  // Synchronous from here to the first part's lookup: head, part and this position describe
+  // the same moment. Every event below `snapshotEnd` is readable from that moment on.
   const snapshotEnd = context.log.commitEnd;
   bound?.onSnapshot(snapshotEnd);
   const end = bound === undefined ? () => context.log.commitEnd : () => snapshotEnd;
@@ -67,67 +67,82 @@ async function startStreamRead(context: ReadContext, streamId: string, givenOpti
   if (head === undefined || remaining === 0) return async () => undefined;
   const backwards = options.direction === 'backwards';
   const from = options.fromRevision === 'start' ? 0 : options.fromRevision === 'end' ? head.revision : (options.fromRevision ?? (backwards ? head.revision : 0));
-  if (backwards) return streamPagesBackwards(context, streamId, from, remaining);
+  const parts = new PartCursor(context.index, streamId, head.revision);
+  if (backwards) return streamPagesBackwards(context.log, parts, streamId, Math.min(from, head.revision), remaining);
   if (from > head.revision) return async () => undefined;
-  const parts: StreamPart[] = [];
-  for await (const part of context.index.partsNewestFirst(streamId)) {
-    parts.push(part);
-    if (part.firstRevision <= from) break;
+  return streamPagesForwards(context.log, end, parts, streamId, from, remaining);
+}
+
+/**
+ * The stream index's parts of one stream, looked up by revision as the read goes: each lookup
+ * sees the index as it is then (parts move from memory to the index database while a read is
+ * under way), and every revision up to the head seen at the start must be found.
+ */
+class PartCursor {
+  constructor(
+    private readonly index: StreamIndex,
+    private readonly streamId: string,
+    private readonly headRevision: number,
+  ) {}
+
+  /** The part holding `revision`; undefined past the head. Throws CorruptFileError for a revision the index lost. */
+  at(revision: number): StreamPart | undefined {
+    if (revision < 0 || revision > this.headRevision) return undefined;
+    const part = this.index.partAt(this.streamId, revision);
+    if (part === undefined) {
+      throw new CorruptFileError('stream index', `it has no entry for revision ${revision} of stream '${this.streamId}', whose head is revision ${this.headRevision}: delete index.lmdb to rebuild it from the log`);
+    }
+    return part;
   }
-  return streamPagesForwards(context.log, end, streamId, parts.reverse(), from, remaining);
 }
 
 /** Pages of one batch each: the stream's consecutive events that share it. */
-function streamPagesForwards(log: SegmentLog, end: () => number, streamId: string, parts: StreamPart[], from: number, maxCount: number): () => Promise<Page> {
+function streamPagesForwards(log: SegmentLog, end: () => number, parts: PartCursor, streamId: string, from: number, maxCount: number): () => Promise<Page> {
   const batches = new BatchReader(log);
   let remaining = maxCount;
-  let p = 0;
-  let i = parts.length === 0 ? 0 : Math.max(0, from - parts[0]!.firstRevision);
+  let revision = from;
+  let part: StreamPart | undefined;
   return async () => {
-    while (p < parts.length && i >= parts[p]!.count) {
-      p++;
-      i = 0;
-    }
-    const part = parts[p];
+    if (remaining === 0) return undefined;
+    if (part === undefined || revision >= part.firstRevision + part.count) part = parts.at(revision);
     // Stop at the first event not acknowledged yet: nothing after it is either.
-    if (part === undefined || remaining === 0 || part.positionAt(i) >= end()) return undefined;
-    if (!batches.holds(part, i)) await batches.fetch(part, i, 1, parts[p + 1]);
+    if (part === undefined || part.positionAt(revision - part.firstRevision) >= end()) return undefined;
+    const current = part;
+    let i = revision - current.firstRevision;
+    if (!batches.holds(current, i)) await batches.fetch(current, i, 1, () => parts.at(current.firstRevision + current.count));
     const page: RecordedEvent[] = [];
-    const byteOffset = part.batchOffsetAt(i);
-    while (i < part.count && remaining > 0 && part.batchOffsetAt(i) === byteOffset && part.positionAt(i) < end()) {
-      page.push(batches.eventAt(part, i++, streamId));
+    const byteOffset = current.batchOffsetAt(i);
+    while (i < current.count && remaining > 0 && current.batchOffsetAt(i) === byteOffset && current.positionAt(i) < end()) {
+      page.push(batches.eventAt(current, i++, streamId));
       remaining--;
     }
+    revision = current.firstRevision + i;
     return page;
   };
 }
 
-function streamPagesBackwards(context: ReadContext, streamId: string, from: number, maxCount: number): () => Promise<Page> {
-  const { log } = context;
+function streamPagesBackwards(log: SegmentLog, parts: PartCursor, streamId: string, from: number, maxCount: number): () => Promise<Page> {
   const batches = new BatchReader(log);
-  const parts = context.index.partsNewestFirst(streamId);
   let remaining = maxCount;
+  let revision = from;
   let part: StreamPart | undefined;
-  let i = -1;
   return async () => {
-    while (i < 0) {
-      const next = await parts.next();
-      if (next.done === true) return undefined;
-      part = next.value;
-      i = Math.min(part.count - 1, from - part.firstRevision);
-    }
-    if (remaining === 0) return undefined;
-    const current = part!;
+    if (remaining === 0 || revision < 0) return undefined;
+    if (part === undefined || revision < part.firstRevision) part = parts.at(revision);
+    if (part === undefined) return undefined;
+    const current = part;
+    let i = revision - current.firstRevision;
     const page: RecordedEvent[] = [];
     const byteOffset = current.batchOffsetAt(i);
     while (i >= 0 && remaining > 0 && current.batchOffsetAt(i) === byteOffset) {
       if (current.positionAt(i) < log.commitEnd) {
-        if (!batches.holds(current, i)) await batches.fetch(current, i, -1);
+        if (!batches.holds(current, i)) await batches.fetch(current, i, -1, () => parts.at(current.firstRevision - 1));
         page.push(batches.eventAt(current, i, streamId));
         remaining--;
       }
       i--;
     }
+    revision = current.firstRevision + i;
     return page;
   };
 }
@@ -169,9 +184,9 @@ class BatchReader {
 
   /**
    * Fetches the batch of event `i` of `part`, and starts reading the batch of the stream's next
-   * event in direction `step`: in `part`, or else the first batch of `nextPart`.
+   * event in direction `step`: in `part`, or else in the part `nextPart()` gives.
    */
-  async fetch(part: StreamPart, i: number, step: 1 | -1, nextPart?: StreamPart): Promise<void> {
+  async fetch(part: StreamPart, i: number, step: 1 | -1, nextPart: () => StreamPart | undefined): Promise<void> {
     const byteOffset = part.batchOffsetAt(i);
     const ahead = this.ahead;
     this.batch =
@@ -181,8 +196,12 @@ class BatchReader {
     this.ahead = undefined;
     let j = i + step;
     while (j >= 0 && j < part.count && part.batchOffsetAt(j) === byteOffset) j += step;
-    if (j >= 0 && j < part.count) this.readAhead(part, j);
-    else if (nextPart !== undefined) this.readAhead(nextPart, step === 1 ? 0 : nextPart.count - 1);
+    if (j >= 0 && j < part.count) {
+      this.readAhead(part, j);
+    } else {
+      const next = nextPart();
+      if (next !== undefined) this.readAhead(next, step === 1 ? 0 : next.count - 1);
+    }
   }
 
   private readAhead(part: StreamPart, i: number): void {

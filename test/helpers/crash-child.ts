@@ -57,7 +57,7 @@ if (dir === undefined || roundArg === undefined) fail('usage', 'crash-child.ts <
 const round = Number(roundArg);
 const seed = Number(seedArg ?? 0);
 
-const store = await EventStore.open({ dir, durability: 'fsync', segmentBytes: 16 * 1024, indexIntervalBytes: 256 }).catch((err: unknown) => fail('open', err));
+const store = await EventStore.open({ dir, durability: 'fsync', segmentBytes: 16 * 1024, indexIntervalBytes: 256, indexCheckpointEvents: 200 }).catch((err: unknown) => fail('open', err));
 process.stdout.write('ready\n');
 
 function events(writer: number, appendId: string, count: number): EventData<CrashEventData>[] {

@@ -146,18 +146,18 @@ describe('EventStore appends and reads', () => {
 
     for (const [what, damage] of [
       ['deleted', (file: string) => fs.rmSync(file)],
-      ['overwritten with garbage', (file: string) => fs.writeFileSync(file, Buffer.from('garbage, not a checkpoint'.repeat(9)))],
-      ['truncated', (file: string) => fs.truncateSync(file, fs.statSync(file).size - 7)],
+      ['overwritten with garbage', (file: string) => fs.writeFileSync(file, Buffer.from('garbage, not an index'.repeat(900)))],
+      ['truncated', (file: string) => fs.truncateSync(file, Math.floor(fs.statSync(file).size / 2))],
     ] as const) {
-      it(`rebuilds identical reads and heads when the heads checkpoint is ${what}`, async () => {
+      it(`rebuilds identical reads and heads when the index database is ${what}`, async () => {
         await store.close();
-        const checkpoint = path.join(tmp.path, 'heads.checkpoint');
-        expect(fs.existsSync(checkpoint)).to.equal(true);
-        damage(checkpoint);
+        const indexDb = path.join(tmp.path, 'index.lmdb');
+        expect(fs.existsSync(indexDb)).to.equal(true);
+        damage(indexDb);
         store = await open();
-        await expectStoreHolds(store, model, `checkpoint ${what}`);
+        await expectStoreHolds(store, model, `index database ${what}`);
         await runWorkload(store, clock, 9, 30, model);
-        await expectStoreHolds(store, model, `checkpoint ${what}, after more appends`);
+        await expectStoreHolds(store, model, `index database ${what}, after more appends`);
       });
     }
   });

@@ -37,7 +37,8 @@ const rng = (seed: number): (() => number) => seededRandom(seed).next;
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CHILD = fileURLToPath(new URL('../helpers/crash-child.ts', import.meta.url));
-const OPTIONS = { durability: 'fsync', segmentBytes: 16 * 1024, indexIntervalBytes: 256 } as const;
+// A small memtable, so that kills land in the middle of index flushes as well as appends and seals.
+const OPTIONS = { durability: 'fsync', segmentBytes: 16 * 1024, indexIntervalBytes: 256, indexCheckpointEvents: 200 } as const;
 const ROUNDS = Number(process.env.CRASH_ROUNDS ?? 25);
 const MIN_KILL_MS = 50;
 const MAX_KILL_MS = 400;

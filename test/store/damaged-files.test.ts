@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { EventStore, isColdstreamError, type RecordedEvent } from '../../lib/index.js';
-import { encodeStreamIndex, StreamIndexFile, StreamRun } from '../../lib/store/stream-index-file.js';
+import { IndexDb } from '../../lib/store/index-db.js';
+import { INDEX_DB_FILE } from '../../lib/store/stream-index.js';
 import { useTempDir } from '../helpers/temp-dir.js';
 import { collect } from '../helpers/async.js';
 
@@ -67,17 +68,12 @@ describe('EventStore with damaged files', () => {
 
   it('reports a stream index that disagrees with the log as CORRUPT_FILE, not as another event', async () => {
     await fill();
-    const streamsFile = path.join(tmp.path, 'log', '00000000000000000000.streams');
-    const original = StreamIndexFile.decode(streamsFile, fs.readFileSync(streamsFile), 0);
-    // A well-formed index (valid CRC) whose entries for 'a' are one position off.
-    const runs = new Map<string, StreamRun>();
-    for (const [streamId, part] of original.streams()) {
-      const run = StreamRun.from(part);
-      if (streamId === 'a') run.relativePositions.forEach((p, k) => (run.relativePositions[k] = p + 1));
-      runs.set(streamId, run);
-    }
-    fs.writeFileSync(streamsFile, encodeStreamIndex(0, runs, () => -1));
-    fs.rmSync(path.join(tmp.path, 'heads.checkpoint'));
+    // A well-formed index entry for 'a' whose positions are one off.
+    const db = IndexDb.open(path.join(tmp.path, INDEX_DB_FILE));
+    const end = db.indexedEnd()!;
+    const positions = Array.from({ length: 60 }, (_, k) => k + 1);
+    await db.write([['a', { firstRevision: 0, count: 60, lastEventId: '00000000-0000-4000-8000-000000000000', positionAt: (k: number) => positions[k]!, batchOffsetAt: () => 0, segmentBaseAt: () => 0 }]], end);
+    await db.close();
     const store = await EventStore.open(options(tmp.path));
     let error: unknown;
     try {
@@ -86,6 +82,20 @@ describe('EventStore with damaged files', () => {
       error = e;
     }
     expect(isColdstreamError(error, 'CORRUPT_FILE'), String(error)).to.equal(true);
+    await store.close();
+  });
+
+  it('rebuilds a lost index database from the .streams files, and from the records where one is damaged', async () => {
+    const before = await fill();
+    const streamsFiles = fs.readdirSync(path.join(tmp.path, 'log')).filter((n) => n.endsWith('.streams'));
+    expect(streamsFiles.length).to.be.greaterThan(2);
+    fs.writeFileSync(path.join(tmp.path, 'log', streamsFiles[1]!), 'garbage');
+    fs.rmSync(path.join(tmp.path, INDEX_DB_FILE));
+    const store = await EventStore.open(options(tmp.path));
+    expect(await store.streamHead('a')).to.deep.equal({ revision: 59, position: 59 });
+    expect(await store.streamHead('b')).to.deep.equal({ revision: 39, position: 99 });
+    expect(await collect(store.readStream('a'))).to.deep.equal(before.slice(0, 60));
+    expect(await collect(store.readStream('b', { direction: 'backwards' }))).to.deep.equal(before.slice(60).reverse());
     await store.close();
   });
 

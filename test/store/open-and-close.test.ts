@@ -24,7 +24,7 @@ describe('EventStore open options, lock and close', () => {
       [{ indexIntervalBytes: 1 }, 'options.indexIntervalBytes'],
       [{ maxEventBytes: -1 }, 'options.maxEventBytes'],
       [{ fsyncIntervalMs: 0 }, 'options.fsyncIntervalMs'],
-      [{ streamIndexCacheBytes: -5 }, 'options.streamIndexCacheBytes'],
+      [{ indexCheckpointEvents: 0 }, 'options.indexCheckpointEvents'],
       [{ eventClasses: { ItemAdded: 'not a class' as never } }, 'options.eventClasses.ItemAdded'],
     ];
     for (const [overrides, name] of cases) {
