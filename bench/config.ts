@@ -1,9 +1,12 @@
 /**
  * Benchmark configuration from the environment:
- *   BENCH_ONLY=W1,S2   run only these workloads (W1–W5, S1–S3); the raw baselines run with W1 / W2
- *   BENCH_SCALE=0.1    multiply the event counts (a quick run); streams keep 1,000 events each
+ *   BENCH_ONLY=W1,S2        run only these workloads (W1–W5, S1–S3, X1–X7); the raw baselines run
+ *                           with W1 / W2, SQLite with every X workload
+ *   BENCH_SCALE=0.1         multiply the event counts (a quick run); streams keep 1,000 events each
+ *   BENCH_STREAMS=10000000  streams of the X workloads before BENCH_SCALE (default 1,000,000;
+ *                           10,000,000 is the larger size of issue 6)
  */
-export const WORKLOADS = ['W1', 'W2', 'W3', 'W4', 'W5', 'S1', 'S2', 'S3'] as const;
+export const WORKLOADS = ['W1', 'W2', 'W3', 'W4', 'W5', 'S1', 'S2', 'S3', 'X1', 'X2', 'X3', 'X4', 'X5', 'X6', 'X7'] as const;
 export type Workload = (typeof WORKLOADS)[number];
 
 export interface BenchConfig {
@@ -36,6 +39,24 @@ export interface BenchConfig {
   /** S3: the snapshot policy's everyEvents, and the timed loads each way. */
   readonly s3SnapshotEvery: number;
   readonly s3Loads: number;
+  /** X1–X5: streams of one event each (a multiple of xStreamsPerAppend), created xStreamsPerAppend per atomic appendMany. */
+  readonly xStreams: number;
+  readonly xStreamsPerAppend: number;
+  /** X1: coldstream and SQLite create their streams interleaved in this many rounds. */
+  readonly xCreateRounds: number;
+  /** X2–X4: child processes per side (ABBA order), and random one-event streams read over all of them. */
+  readonly xReadProcesses: number;
+  readonly xReads: number;
+  /** X5: timed durable appends of 1 event per subject, interleaved in xAppendRounds rounds; the small store's streams. */
+  readonly xAppends: number;
+  readonly xAppendRounds: number;
+  readonly xSmallStreams: number;
+  /** X6: the long stream's events, one per segment of xLongSegmentBytes; its timed reads per side (after a first read per process). */
+  readonly xLongSegments: number;
+  readonly xLongSegmentBytes: number;
+  readonly xLongReads: number;
+  /** X7: rounds of one readStream per side (ABBA) after a first read each, on the W3 dataset. */
+  readonly x7Rounds: number;
 }
 
 export function readConfig(env: NodeJS.ProcessEnv = process.env): BenchConfig {
@@ -51,6 +72,9 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): BenchConfig {
     only = new Set(names as Workload[]);
   }
   const scaled = (n: number, min = 1): number => Math.max(min, Math.round(n * scale));
+  const streams = env.BENCH_STREAMS === undefined || env.BENCH_STREAMS === '' ? 1_000_000 : Number(env.BENCH_STREAMS.replaceAll('_', ''));
+  if (!Number.isSafeInteger(streams) || streams < 1_000) throw new Error(`BENCH_STREAMS must be an integer >= 1000, got '${env.BENCH_STREAMS}'`);
+  const xStreamsPerAppend = 100;
   return {
     only,
     scale,
@@ -71,5 +95,17 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): BenchConfig {
     s3EventsAfterSnapshot: 50,
     s3SnapshotEvery: 1_000,
     s3Loads: 5,
+    xStreams: Math.ceil(scaled(streams, 1_000) / xStreamsPerAppend) * xStreamsPerAppend,
+    xStreamsPerAppend,
+    xCreateRounds: 10,
+    xReadProcesses: 2,
+    xReads: 2_000,
+    xAppends: scaled(3_000, 300),
+    xAppendRounds: 12,
+    xSmallStreams: 1_000,
+    xLongSegments: scaled(1_000, 20),
+    xLongSegmentBytes: 256 * 1024,
+    xLongReads: 20,
+    x7Rounds: 20,
   };
 }

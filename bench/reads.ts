@@ -50,7 +50,7 @@ export async function copyWhileOpen(store: EventStore, from: string, to: string)
 }
 
 /** Reads one stream fully; returns the time and checks the revisions. */
-async function readOneStream(store: EventStore, streamId: string, expected: number): Promise<number> {
+export async function readOneStream(store: EventStore, streamId: string, expected: number): Promise<number> {
   let revision = 0;
   const start = performance.now();
   for await (const event of store.readStream(streamId)) {

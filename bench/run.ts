@@ -1,10 +1,12 @@
 /**
  * coldstream benchmark: W1–W5 from the issue, with raw `fs` baselines measured in the same run,
- * and S1–S3 for subscriptions and aggregates (subscriptions.ts).
+ * S1–S3 for subscriptions and aggregates (subscriptions.ts), and X1–X7, streams at scale
+ * (issue 6), each beside SQLite in the same run (scale.ts).
  *
- *   npm run bench                        everything (about a minute or two on 2 cores)
- *   BENCH_ONLY=W1,W3 npm run bench       some workloads (W4/W5/S2 build the W3 dataset if W3 is off)
- *   BENCH_SCALE=0.1 npm run bench        a quick run with a tenth of the events
+ *   npm run bench                        everything (W and S: a minute or two on 2 cores; X at 1,000,000 streams: several minutes more)
+ *   BENCH_ONLY=W1,W3 npm run bench       some workloads (W4/W5/S2/X7 build the W3 dataset if W3 is off; X2–X5 build X1's stores if X1 is off)
+ *   BENCH_ONLY=X1,X2,X3,X4,X5,X6,X7 BENCH_STREAMS=10000000 npm run bench   streams at scale, the larger size
+ *   BENCH_SCALE=0.1 npm run bench        a quick run with a tenth of the events (and of the X streams)
  *   BENCH_PROFILE=/tmp/prof npm run bench a CPU profile per phase (see profiler.ts)
  *
  * stdout: one JSON object per line per result, then a final {"bench":"summary"} line.
@@ -21,6 +23,7 @@ import { DATA_JSON_BYTES, measureEncodedSizes } from './payload.js';
 import { copyWhileOpen, readAllEvents, runW5, timedOpen } from './reads.js';
 import { emit, log, round } from './report.js';
 import { settleDisk, type Aggregate, type Comparison } from './sampling.js';
+import { scaleWorkloads, x7 } from './scale.js';
 import { runS1, runS2, runS3 } from './subscriptions.js';
 import { summaryLine, type Measured } from './summary.js';
 import { datasetShape, runW1, runW2, runW3 } from './writes.js';
@@ -65,7 +68,7 @@ async function main(config: BenchConfig, root: string): Promise<void> {
     fs.rmSync(dirOf('w2'), { recursive: true, force: true });
   }
 
-  if (on('W3') || on('W4') || on('W5') || on('S2')) await datasetWorkloads(config, root, measured, dirOf);
+  if (on('W3') || on('W4') || on('W5') || on('S2') || on('X7')) await datasetWorkloads(config, root, measured, dirOf);
 
   if (on('S1')) {
     for (const durability of ['none', 'fsync'] as const) {
@@ -114,10 +117,12 @@ async function main(config: BenchConfig, root: string): Promise<void> {
     emit({ bench: 'S3', metric: 'snapshot_speedup', value: round(s3.fullMedianMs / s3.snapshotMedianMs, 1), unit: 'x', target: 20 });
   }
 
+  await scaleWorkloads(config, root, measured, sizes.log_bytes_per_event_100_per_append!);
+
   finish(measured);
 }
 
-/** W3, and W4, W5 and S2 on the dataset W3 builds (built without syncs when W3 itself is off). */
+/** W3, and W4, W5, S2 and X7 on the dataset W3 builds (built without syncs when W3 itself is off). */
 async function datasetWorkloads(config: BenchConfig, root: string, measured: Measured, dirOf: (name: string) => string): Promise<void> {
   const on = (w: Workload): boolean => config.only.has(w);
 
@@ -135,7 +140,7 @@ async function datasetWorkloads(config: BenchConfig, root: string, measured: Mea
     measured.W3_none_events_per_sec = none.result.eventsPerSec;
     emit({ bench: 'W3', variant: 'durability_none', metric: 'events_per_sec', value: none.result.eventsPerSec, unit: 'events/s', ...shape, ...detail(none.result) });
   }
-  log(`W3${on('W3') ? " (durability 'fsync')" : " dataset for W4/W5/S2 (durability 'none', not reported)"}: ${dataset.total} events, ${perAppend} per append, over ${dataset.streams} streams${on('W3') ? `, raw (a′) interleaved in ${config.w3Rounds} rounds` : ''}`);
+  log(`W3${on('W3') ? " (durability 'fsync')" : " dataset for W4/W5/S2/X7 (durability 'none', not reported)"}: ${dataset.total} events, ${perAppend} per append, over ${dataset.streams} streams${on('W3') ? `, raw (a′) interleaved in ${config.w3Rounds} rounds` : ''}`);
   settleDisk();
   const w3 = on('W3')
     ? await profiled('W3-fsync', () => runW3(dataset, { perAppend, durability: 'fsync', baseline: { rawDir: root, batches: config.w3RawBatches, rounds: config.w3Rounds } }))
@@ -194,6 +199,8 @@ async function datasetWorkloads(config: BenchConfig, root: string, measured: Mea
     emit({ bench: 'W5', metric: 'read_stream_median_ms', value: w5.warmMedianMs, unit: 'ms', reads: config.w5WarmReads, min_ms: w5.warmMinMs, max_ms: w5.warmMaxMs, stream: w5.streamId, events: dataset.eventsPerStream, fs_reads_per_read: w5.fsReadsPerRead });
     emit({ bench: 'W5', metric: 'read_stream_first_ms', value: w5.coldMs, unit: 'ms', note: 'first read after open: store caches cold, OS page cache warm', open_ms: w5.openMs });
   }
+
+  if (on('X7')) await x7(config, dataset, perAppend, root, measured);
 
   if (on('S2')) {
     log(`S2: subscribeMessages({ from: 'start' }) up to 'caughtUp' vs readAll(), ${dataset.total} events each, interleaved in ${config.s2Rounds} rounds`);

@@ -104,9 +104,30 @@ export async function alternate<A, B>(rounds: number, a: (round: number) => Prom
   return [as, bs];
 }
 
+/**
+ * Runs `rounds` rounds of every runner, in an order that turns and reverses from round to round
+ * (for three: ABC, CBA, BCA, ACB, CAB, BAC), so that over a multiple of 2·runners rounds each
+ * runner has each place equally often; returns each runner's results in round order.
+ */
+export async function rotate<T>(rounds: number, runners: readonly ((round: number) => Promise<T>)[]): Promise<T[][]> {
+  const results: T[][] = runners.map(() => []);
+  const k = runners.length;
+  for (let r = 0; r < rounds; r++) {
+    const order = Array.from({ length: k }, (_, i) => (i + (r >> 1)) % k);
+    if (r % 2 === 1) order.reverse();
+    for (const i of order) results[i]!.push(await runners[i]!(r));
+  }
+  return results;
+}
+
 /** Runs `rounds` rounds of `subject(round)` and `baseline(round)` in ABBA order. */
 export async function interleaved(rounds: number, subject: (round: number) => Promise<Sample>, baseline: (round: number) => Promise<Sample>): Promise<Comparison> {
   const [b, s] = await alternate(rounds, baseline, subject);
+  return compare(s, b);
+}
+
+/** Rates of `s` against `b` (samples of the same rounds): over all rounds, and the spread of the per-round ratios. */
+export function compare(s: readonly Sample[], b: readonly Sample[]): Comparison {
   const subjectAgg = aggregate(s);
   const baselineAgg = aggregate(b);
   const perRound = s.map((x, r) => (x.events / x.ms) / (b[r]!.events / b[r]!.ms));

@@ -50,6 +50,51 @@ export interface Measured {
   /** aggregateStream of one long stream: median ms of a full replay, and from a snapshot. */
   S3_full_median_ms?: number;
   S3_snapshot_median_ms?: number;
+  /** X1–X5: the number of one-event streams of the N-stream store. */
+  X_streams?: number;
+  /** X1: one-event streams created per second, 100 per atomic appendMany / SQLite transaction, interleaved. */
+  X1_streams_per_sec?: number;
+  X1_sqlite_streams_per_sec?: number;
+  X1_ratio_median_of_rounds?: number;
+  /** X2: memory of a process that opened the N-stream store (after a clean close), and after X4's reads (MiB, largest of the processes). */
+  X2_rss_mb_after_open?: number;
+  X2_rss_anon_mb_after_open?: number;
+  X2_rss_file_mb_after_open?: number;
+  X2_heap_used_mb_after_open?: number;
+  X2_rss_mb_after_reads?: number;
+  X2_rss_anon_mb_after_reads?: number;
+  X2_rss_file_mb_after_reads?: number;
+  X2_heap_used_mb_after_reads?: number;
+  X2_sqlite_rss_mb_after_open?: number;
+  X2_sqlite_rss_anon_mb_after_open?: number;
+  X2_sqlite_rss_mb_after_reads?: number;
+  X2_sqlite_rss_anon_mb_after_reads?: number;
+  /** X3: close after X1, and reopen in a fresh process (open + first read of one stream), median of the processes. */
+  X3_close_ms?: number;
+  X3_reopen_ms?: number;
+  X3_sqlite_close_ms?: number;
+  X3_sqlite_reopen_ms?: number;
+  /** X4: readStream of random one-event streams among N. */
+  X4_p50_ms?: number;
+  X4_p99_ms?: number;
+  X4_sqlite_p50_ms?: number;
+  X4_sqlite_p99_ms?: number;
+  /** X5: durable appends of 1 event to random existing streams: N-stream store, 1,000-stream store, SQLite, rotated. */
+  X5_appends_per_sec?: number;
+  X5_small_store_appends_per_sec?: number;
+  X5_sqlite_appends_per_sec?: number;
+  X5_ratio_median_of_rounds?: number;
+  X5_vs_small_store_median_of_rounds?: number;
+  /** X6: readStream of one stream with one event in each of 1,000 segments; RSS it adds (after, and peak). */
+  X6_median_ms?: number;
+  X6_sqlite_median_ms?: number;
+  X6_rss_growth_mb?: number;
+  X6_peak_rss_growth_mb?: number;
+  X6_sqlite_rss_growth_mb?: number;
+  X6_sqlite_peak_rss_growth_mb?: number;
+  /** X7: W5's read (one 1,000-event stream of the W3 dataset) beside SQLite on the same rows, ABBA. */
+  X7_median_ms?: number;
+  X7_sqlite_median_ms?: number;
 }
 
 interface Target {
@@ -86,6 +131,12 @@ export function summaryLine(m: Measured): Record<string, unknown> & { bench: str
   const w2Ratio = ratio(m.W2_events_per_sec, m.raw_b_events_per_sec);
   const s2Ratio = ratio(m.S2_events_per_sec, m.S2_read_all_events_per_sec);
   const s3Speedup = ratio(m.S3_full_median_ms, m.S3_snapshot_median_ms);
+  const x1Ratio = ratio(m.X1_streams_per_sec, m.X1_sqlite_streams_per_sec);
+  const x4P99Ratio = ratio(m.X4_p99_ms, m.X4_sqlite_p99_ms);
+  const x5Ratio = ratio(m.X5_appends_per_sec, m.X5_sqlite_appends_per_sec);
+  const x5VsSmall = ratio(m.X5_appends_per_sec, m.X5_small_store_appends_per_sec);
+  const x6Ratio = ratio(m.X6_median_ms, m.X6_sqlite_median_ms);
+  const x7Ratio = ratio(m.X7_median_ms, m.X7_sqlite_median_ms);
   const byMedian = (median: number | undefined, threshold: number): { pass_by_median_of_rounds?: boolean } => (median === undefined ? {} : { pass_by_median_of_rounds: median >= threshold });
   const targets: Target[] = [
     { ...atLeast('W1/raw_fdatasync', 'ratio >= 0.9', w1Ratio, w1Ratio === undefined ? undefined : 0.9), ...byMedian(m.W1_ratio_median_of_rounds, 0.9) },
@@ -97,6 +148,13 @@ export function summaryLine(m: Measured): Record<string, unknown> & { bench: str
     reported('S1 append-to-delivery p99 ms (fsync)', m.S1_fsync_p99_ms),
     { ...atLeast('S2 catch-up/readAll', 'ratio >= 0.8', s2Ratio, s2Ratio === undefined ? undefined : 0.8), ...byMedian(m.S2_ratio_median_of_rounds, 0.8) },
     atLeast('S3 aggregate load full/snapshot', 'speedup >= 20', s3Speedup, s3Speedup === undefined ? undefined : 20),
+    reported('X1 create streams/s ÷ SQLite (same run)', x1Ratio),
+    reported('X2 RSS MiB after open + reads', m.X2_rss_mb_after_reads),
+    reported('X4 readStream p99 ms ÷ SQLite (same run)', x4P99Ratio),
+    reported('X5 random appends/s ÷ SQLite (same run)', x5Ratio),
+    reported('X5 random appends/s, N streams ÷ 1,000 streams', x5VsSmall),
+    reported('X6 long-stream read ms ÷ SQLite (same run)', x6Ratio),
+    reported('X7 W5 read ms ÷ SQLite (same run)', x7Ratio),
   ];
   return {
     bench: 'summary',
@@ -115,6 +173,16 @@ export function summaryLine(m: Measured): Record<string, unknown> & { bench: str
       W5_vs_sqlite: ratio(m.W5_median_ms, REFERENCE.sqlite_wal_full_W5_ms),
       S2_vs_read_all: s2Ratio,
       S3_full_vs_snapshot: s3Speedup,
+      X1_vs_sqlite: x1Ratio,
+      X2_rss_after_open_vs_sqlite: ratio(m.X2_rss_mb_after_open, m.X2_sqlite_rss_mb_after_open),
+      X2_rss_after_reads_vs_sqlite: ratio(m.X2_rss_mb_after_reads, m.X2_sqlite_rss_mb_after_reads),
+      X3_reopen_vs_sqlite: ratio(m.X3_reopen_ms, m.X3_sqlite_reopen_ms),
+      X4_p50_vs_sqlite: ratio(m.X4_p50_ms, m.X4_sqlite_p50_ms),
+      X4_p99_vs_sqlite: x4P99Ratio,
+      X5_vs_sqlite: x5Ratio,
+      X5_N_streams_vs_small_store: x5VsSmall,
+      X6_vs_sqlite: x6Ratio,
+      X7_vs_sqlite: x7Ratio,
     },
     targets,
     missed: targets.filter((t) => t.pass === false).map((t) => t.name),
