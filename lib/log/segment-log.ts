@@ -441,7 +441,7 @@ export class SegmentLog {
   /** Seals a fully written segment: sync, final index, attachments, the sidecar, then its catalogue record. */
   private async seal(segment: Segment): Promise<void> {
     assert(segment.created && segment.committedBytes === segment.reservedBytes && !segment.isEmpty);
-    await this.openDataFile(segment); // Recovery closes the file of a segment whose seal was interrupted.
+    this.openDataFile(segment); // Recovery closes the file of a segment whose seal was interrupted.
     await this.trimPreallocation(segment);
     await files.fsync(segment.fd!); // fsync, not fdatasync: the trim changed the file size.
     if (segment.indexFd !== undefined) {
@@ -523,11 +523,17 @@ export class SegmentLog {
     });
   }
 
-  /** The one committed batch at `byteOffset` of the segment starting at `segmentBase`. */
-  async readBatchAt(segmentBase: number, byteOffset: number): Promise<LocatedBatch> {
+  /**
+   * The one committed batch at `byteOffset` of the segment starting at `segmentBase`. A sealed
+   * segment's offset index is not loaded for this (the batch's header gives its length); the
+   * first read is `lengthGuess` bytes (a reader passes the length of the batches it has been
+   * reading), or up to the next index entry when the index is in memory.
+   */
+  async readBatchAt(segmentBase: number, byteOffset: number, lengthGuess?: number): Promise<LocatedBatch> {
     const segment = this.segmentFor(segmentBase);
     assert(segment.basePosition === segmentBase, `no segment starts at ${segmentBase}`);
-    return this.withReader(segment, async () => segment.readBatchAt(byteOffset, (await this.indexOf(segment)).nextByteOffsetAfter(byteOffset)));
+    const end = segment.index?.nextByteOffsetAfter(byteOffset) ?? (lengthGuess === undefined ? undefined : byteOffset + lengthGuess);
+    return this.withReader(segment, () => segment.readBatchAt(byteOffset, end));
   }
 
   /** The segments, oldest first. */
@@ -544,7 +550,7 @@ export class SegmentLog {
     this.activeReads++;
     segment.readers++;
     try {
-      await this.openDataFile(segment);
+      this.openDataFile(segment);
       if (segment.sealed) this.openSealed.add(segment);
       segment.lastUsed = ++this.useCounter;
       return await read();
@@ -558,10 +564,9 @@ export class SegmentLog {
 
   private useCounter = 0;
 
-  /** Opens `segment`'s data file for reading unless it is open; concurrent callers share one open. */
-  private async openDataFile(segment: Segment): Promise<void> {
-    segment.opening ??= segment.fd === undefined ? segment.openForReading() : Promise.resolve();
-    await segment.opening;
+  /** Opens `segment`'s data file for reading unless it is open. */
+  private openDataFile(segment: Segment): void {
+    if (segment.fd === undefined) segment.openForReading();
   }
 
   /** Closes the least recently read idle sealed segments past `maxOpenSegments`. */
@@ -577,10 +582,12 @@ export class SegmentLog {
       // for sealed segments stays bounded by maxOpenSegments, not by how many were ever read.
       segment.index = undefined;
       segment.indexLoading = undefined;
-      const closing = segment.closeFiles();
-      // Closing is asynchronous, but the segment's fd is already cleared: it may go at once.
+      try {
+        segment.closeDataFileSync();
+      } catch {
+        // A failed close of a file only read from loses nothing; the descriptor is gone either way.
+      }
       this.segments.release(segment);
-      void closing.catch(() => {});
     }
   }
 

@@ -11,6 +11,7 @@
  * visible to readers). Readers never see past `committedBytes`.
  */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { CorruptFileError, CorruptRecordError } from '../errors.js';
 import { crc32c } from './crc.js';
 import * as files from './files.js';
@@ -27,11 +28,13 @@ export interface LocatedBatch extends RecordBatch {
 
 /** Bytes read at once when scanning forwards. */
 export const READ_CHUNK_BYTES = 256 * 1024;
+/** Reads up to this size (point reads of a batch) are synchronous preads. */
+export const SYNC_READ_MAX_BYTES = 64 * 1024;
+/** Bytes first read for a batch whose length is not known from an index entry. */
+const POINT_READ_GUESS_BYTES = 4 * 1024;
 
 export class Segment {
   fd: number | undefined;
-  /** Set while a reader opens `fd`, so concurrent readers share one open. */
-  opening: Promise<void> | undefined;
   /** The active segment's index file, open for appending entries. */
   indexFd: number | undefined;
   indexLoading: Promise<OffsetIndex> | undefined;
@@ -112,14 +115,26 @@ export class Segment {
   }
 
   /** Opens the data file for reading (a sealed segment's file is opened on first read). */
-  async openForReading(): Promise<void> {
+  openForReading(): void {
     try {
-      this.fd = await files.open(this.logFile, 'r');
+      // Synchronous: an open takes microseconds, a thread-pool round trip tens of them, and a
+      // long stream's read opens one file per segment it has events in.
+      this.fd = fs.openSync(this.logFile, 'r');
     } catch (err) {
-      this.opening = undefined;
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CorruptFileError(this.logFile, 'the data file of a sealed segment is missing', { cause: err });
       throw err;
     }
+  }
+
+  /**
+   * Closes the data file of an idle sealed segment at once (a close takes microseconds; the
+   * log opens and closes one per segment a long read crosses, beyond `maxOpenSegments`).
+   */
+  closeDataFileSync(): void {
+    assert(this.indexFd === undefined);
+    const { fd } = this;
+    this.fd = undefined;
+    if (fd !== undefined) fs.closeSync(fd);
   }
 
   /** Closes the data and index files, if open. */
@@ -127,7 +142,6 @@ export class Segment {
     const { fd, indexFd } = this;
     this.fd = undefined;
     this.indexFd = undefined;
-    this.opening = undefined;
     if (fd !== undefined) await files.close(fd);
     if (indexFd !== undefined) await files.close(indexFd);
   }
@@ -190,11 +204,16 @@ export class Segment {
     this.nextPosition = basePosition + recordCount;
   }
 
-  /** Reads up to `length` committed bytes at `byteOffset`. The caller holds a reader slot. */
+  /**
+   * Reads up to `length` committed bytes at `byteOffset`. The caller holds a reader slot. Reads
+   * of up to {@link SYNC_READ_MAX_BYTES} are synchronous (see files.readAtSync); scans read
+   * larger chunks asynchronously.
+   */
   async readRange(byteOffset: number, length: number): Promise<Buffer> {
     assert(this.fd !== undefined && this.readers > 0);
     const available = Math.max(0, Math.min(length, this.committedBytes - byteOffset));
-    return available === 0 ? Buffer.alloc(0) : files.readAt(this.fd, available, byteOffset);
+    if (available === 0) return Buffer.alloc(0);
+    return available <= SYNC_READ_MAX_BYTES ? files.readAtSync(this.fd, available, byteOffset) : files.readAt(this.fd, available, byteOffset);
   }
 
   /**
@@ -252,7 +271,7 @@ export class Segment {
     if (byteOffset >= this.committedBytes) {
       throw new CorruptRecordError({ file: this.logFile, byteOffset, reason: `no batch here: the segment holds ${this.committedBytes} bytes` });
     }
-    const guess = endHint === undefined ? 16 * 1024 : Math.max(endHint - byteOffset, BATCH_HEADER_BYTES);
+    const guess = endHint === undefined ? POINT_READ_GUESS_BYTES : Math.max(endHint - byteOffset, BATCH_HEADER_BYTES);
     const [batch] = await this.readBatches(byteOffset, undefined, guess, byteOffset + 1);
     assert(batch !== undefined);
     return batch;

@@ -94,6 +94,7 @@ export class EventStore {
         segmentMaxAgeMs: resolved.segmentMaxAgeMs,
         indexIntervalBytes: resolved.indexIntervalBytes,
         preallocateBytes: resolved.preallocateBytes,
+        maxOpenSegments: resolved.maxOpenSegments,
         clock: resolved.clock,
         onSeal: (segment, sealingLog) => StreamIndex.sealSegment(segment, sealingLog),
       });

@@ -116,12 +116,36 @@ export class IndexDb {
 
   /** The chunk holding `revision` of the stream, or undefined when none does. */
   partAt(streamId: string, revision: number): StreamPart | undefined {
+    return this.partsFrom(streamId, revision, 0, false)[0];
+  }
+
+  /**
+   * The chunk holding `revision`, then up to `more` of the stream's chunks after it (or before
+   * it, `backwards`), in one read transaction: a long stream's read looks up a page of its
+   * chunks at once. Empty when no chunk holds `revision`. Chunks after the first may overlap
+   * it (see the module comment): callers look for the chunk holding each revision. Forwards,
+   * nothing after the first chunk is looked up when it reaches `headRevision`.
+   */
+  partsFrom(streamId: string, revision: number, more: number, backwards: boolean, headRevision = Number.MAX_SAFE_INTEGER): StreamPart[] {
     return this.reading(() => {
-      for (const { key, value } of this.chunks.getRange({ start: [streamId, revision], end: [streamId], reverse: true, limit: 1 })) {
-        const part = chunkPart(key[1], value);
-        return revision < part.firstRevision + part.count ? part : undefined;
+      const parts: StreamPart[] = [];
+      // A chunk usually starts where the reader asks (revision 0, or where the last one ended):
+      // an exact get costs a fraction of a range read's cursor.
+      const exact = backwards ? undefined : this.chunks.getBinaryFast([streamId, revision]);
+      if (exact !== undefined) {
+        parts.push(chunkPart(revision, exact));
+      } else {
+        for (const { key, value } of this.chunks.getRange({ start: [streamId, revision], end: [streamId], reverse: true, limit: backwards ? more + 1 : 1 })) {
+          parts.push(chunkPart(key[1], value));
+        }
       }
-      return undefined;
+      const first = parts[0];
+      if (first === undefined || revision >= first.firstRevision + first.count) return [];
+      if (!backwards && more > 1 && first.firstRevision + first.count <= headRevision) {
+        const range = this.chunks.getRange({ start: [streamId, first.firstRevision + first.count], end: [streamId, Number.MAX_SAFE_INTEGER], limit: more });
+        for (const { key, value } of range) parts.push(chunkPart(key[1], value));
+      }
+      return parts;
     });
   }
 
@@ -235,7 +259,7 @@ export function looksIntact(file: string): boolean {
 
 function chunkPart(firstRevision: number, value: Buffer): StreamPart {
   const segmentBase = readU64(value, 0);
-  // The buffer from a range read is reused by lmdb-js: keep a copy.
+  // The buffer from a range read or getBinaryFast is reused by lmdb-js: keep a copy.
   const entries = Buffer.from(value.subarray(8));
   return {
     segmentBase,

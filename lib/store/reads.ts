@@ -67,7 +67,7 @@ async function startStreamRead(context: ReadContext, streamId: string, givenOpti
   if (head === undefined || remaining === 0) return async () => undefined;
   const backwards = options.direction === 'backwards';
   const from = options.fromRevision === 'start' ? 0 : options.fromRevision === 'end' ? head.revision : (options.fromRevision ?? (backwards ? head.revision : 0));
-  const parts = new PartCursor(context.index, streamId, head.revision);
+  const parts = new PartCursor(context.index, streamId, head.revision, backwards);
   if (backwards) return streamPagesBackwards(context.log, parts, streamId, Math.min(from, head.revision), remaining);
   if (from > head.revision) return async () => undefined;
   return streamPagesForwards(context.log, end, parts, streamId, from, remaining);
@@ -79,22 +79,32 @@ async function startStreamRead(context: ReadContext, streamId: string, givenOpti
  * under way), and every revision up to the head seen at the start must be found.
  */
 class PartCursor {
+  /** Parts looked up ahead from the index database (never changed once written). */
+  private page: StreamPart[] = [];
+
   constructor(
     private readonly index: StreamIndex,
     private readonly streamId: string,
     private readonly headRevision: number,
+    private readonly backwards: boolean,
   ) {}
 
   /** The part holding `revision`; undefined past the head. Throws CorruptFileError for a revision the index lost. */
   at(revision: number): StreamPart | undefined {
     if (revision < 0 || revision > this.headRevision) return undefined;
-    const part = this.index.partAt(this.streamId, revision);
+    const cached = this.page.find((p) => p.firstRevision <= revision && revision < p.firstRevision + p.count);
+    if (cached !== undefined) return cached;
+    this.page = this.index.partsFrom(this.streamId, revision, PARTS_PAGE, this.backwards, this.headRevision);
+    const part = this.page[0];
     if (part === undefined) {
       throw new CorruptFileError('stream index', `it has no entry for revision ${revision} of stream '${this.streamId}', whose head is revision ${this.headRevision}: delete index.lmdb to rebuild it from the log`);
     }
     return part;
   }
 }
+
+/** Parts of a stream looked up at once from the index database. */
+const PARTS_PAGE = 64;
 
 /** Pages of one batch each: the stream's consecutive events that share it. */
 function streamPagesForwards(log: SegmentLog, end: () => number, parts: PartCursor, streamId: string, from: number, maxCount: number): () => Promise<Page> {
@@ -157,6 +167,11 @@ class BatchReader {
   private ahead: { segmentBase: number; byteOffset: number; batch: Promise<LocatedBatch> } | undefined;
   constructor(private readonly log: SegmentLog) {}
 
+  /** Bytes to read first for the next batch: a stream's batches tend to be alike, so the last one's length (a little more). */
+  private lengthGuess(): number | undefined {
+    return this.batch === undefined ? undefined : this.batch.batchLength + 512;
+  }
+
   /** True when the batch of event `i` of `part` is in hand. */
   holds(part: StreamPart, i: number): boolean {
     const batch = this.batch;
@@ -192,7 +207,7 @@ class BatchReader {
     this.batch =
       ahead !== undefined && ahead.segmentBase === part.segmentBase && ahead.byteOffset === byteOffset
         ? await ahead.batch
-        : await this.log.readBatchAt(part.segmentBase, byteOffset);
+        : await this.log.readBatchAt(part.segmentBase, byteOffset, this.lengthGuess());
     this.ahead = undefined;
     let j = i + step;
     while (j >= 0 && j < part.count && part.batchOffsetAt(j) === byteOffset) j += step;
@@ -206,7 +221,7 @@ class BatchReader {
 
   private readAhead(part: StreamPart, i: number): void {
     if (part.positionAt(i) >= this.log.commitEnd) return;
-    const batch = this.log.readBatchAt(part.segmentBase, part.batchOffsetAt(i));
+    const batch = this.log.readBatchAt(part.segmentBase, part.batchOffsetAt(i), this.lengthGuess());
     batch.catch(() => {}); // Reported when (if) the caller gets to it.
     this.ahead = { segmentBase: part.segmentBase, byteOffset: part.batchOffsetAt(i), batch };
   }

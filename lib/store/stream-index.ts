@@ -154,7 +154,16 @@ export class StreamIndex {
    * the same turn describe the same moment.
    */
   partAt(streamId: string, revision: number): StreamPart | undefined {
-    return this.active.partAt(streamId, revision) ?? this.frozen?.partAt(streamId, revision) ?? this.db.partAt(streamId, revision);
+    return this.partsFrom(streamId, revision, 0, false)[0];
+  }
+
+  /**
+   * The part holding `revision`, then, when it comes from the index database, up to `more` of
+   * the stream's parts in direction `backwards` (see IndexDb.partsFrom). Synchronous.
+   */
+  partsFrom(streamId: string, revision: number, more: number, backwards: boolean, headRevision?: number): StreamPart[] {
+    const inMemory = this.active.partAt(streamId, revision) ?? this.frozen?.partAt(streamId, revision);
+    return inMemory !== undefined ? [inMemory] : this.db.partsFrom(streamId, revision, more, backwards, headRevision);
   }
 
   /** Records an append placed by the log (synchronously, in append order). */
