@@ -530,10 +530,29 @@ export class SegmentLog {
    * reading), or up to the next index entry when the index is in memory.
    */
   async readBatchAt(segmentBase: number, byteOffset: number, lengthGuess?: number): Promise<LocatedBatch> {
+    const { segment, end } = this.batchTarget(segmentBase, byteOffset, lengthGuess);
+    return this.withReader(segment, () => segment.readBatchAt(byteOffset, end));
+  }
+
+  /**
+   * {@link readBatchAt} without an `await`: the batch, or undefined (nothing read) when it
+   * cannot be read synchronously (larger than a point read). Readers of many small batches
+   * (a long stream) use this first.
+   */
+  readBatchAtSync(segmentBase: number, byteOffset: number, lengthGuess?: number): LocatedBatch | undefined {
+    const { segment, end } = this.batchTarget(segmentBase, byteOffset, lengthGuess);
+    this.enterReader(segment);
+    try {
+      return segment.readBatchAtSync(byteOffset, end);
+    } finally {
+      this.leaveReader(segment);
+    }
+  }
+
+  private batchTarget(segmentBase: number, byteOffset: number, lengthGuess: number | undefined): { segment: Segment; end: number | undefined } {
     const segment = this.segmentFor(segmentBase);
     assert(segment.basePosition === segmentBase, `no segment starts at ${segmentBase}`);
-    const end = segment.index?.nextByteOffsetAfter(byteOffset) ?? (lengthGuess === undefined ? undefined : byteOffset + lengthGuess);
-    return this.withReader(segment, () => segment.readBatchAt(byteOffset, end));
+    return { segment, end: segment.index?.nextByteOffsetAfter(byteOffset) ?? (lengthGuess === undefined ? undefined : byteOffset + lengthGuess) };
   }
 
   /** The segments, oldest first. */
@@ -546,20 +565,29 @@ export class SegmentLog {
   }
 
   private async withReader<T>(segment: Segment, read: () => Promise<T>): Promise<T> {
-    if (this.closed) throw new StoreClosedError();
-    this.activeReads++;
-    segment.readers++;
+    this.enterReader(segment);
     try {
-      this.openDataFile(segment);
-      if (segment.sealed) this.openSealed.add(segment);
-      segment.lastUsed = ++this.useCounter;
       return await read();
     } finally {
-      segment.readers--;
-      this.activeReads--;
-      if (this.activeReads === 0) this.readsDrained?.();
-      this.closeIdleSegments();
+      this.leaveReader(segment);
     }
+  }
+
+  /** Takes a reader slot on `segment` (its file open and kept open until {@link leaveReader}). */
+  private enterReader(segment: Segment): void {
+    if (this.closed) throw new StoreClosedError();
+    this.openDataFile(segment);
+    this.activeReads++;
+    segment.readers++;
+    if (segment.sealed) this.openSealed.add(segment);
+    segment.lastUsed = ++this.useCounter;
+  }
+
+  private leaveReader(segment: Segment): void {
+    segment.readers--;
+    this.activeReads--;
+    if (this.activeReads === 0) this.readsDrained?.();
+    this.closeIdleSegments();
   }
 
   private useCounter = 0;

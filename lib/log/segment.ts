@@ -246,34 +246,65 @@ export class Segment {
         at = 0;
         continue;
       }
-      if (!check.ok || check.header === undefined) {
-        if (batches.length > 0) break; // Yield the intact batches first; the next read throws.
-        throw corruptBatch(this.logFile, cursor, check, position);
-      }
-      const records = decodeRecords(buf, at, check.header);
-      if (records === undefined) {
-        throw new CorruptRecordError({ file: this.logFile, byteOffset: cursor, reason: 'record lengths do not match the batch length', position });
-      }
-      batches.push({ ...check.header, records, segmentBase: this.basePosition, byteOffset: cursor });
-      at += check.header.batchLength;
-      cursor += check.header.batchLength;
-      position = check.header.basePosition + check.header.recordCount;
+      if ((!check.ok || check.header === undefined) && batches.length > 0) break; // Yield the intact batches first; the next read throws.
+      const batch = this.decoded(buf, at, check, cursor, position);
+      batches.push(batch);
+      at += batch.batchLength;
+      cursor += batch.batchLength;
+      position = batch.basePosition + batch.recordCount;
       if (at >= buf.length) break;
     }
     return batches;
   }
 
+  /** The checked batch at `at` of `buf` (read at `byteOffset` of the file), decoded; throws CorruptRecordError for a bad one. */
+  private decoded(buf: Buffer, at: number, check: ReturnType<typeof checkBatch>, byteOffset: number, position: number | undefined): LocatedBatch {
+    if (!check.ok || check.header === undefined) throw corruptBatch(this.logFile, byteOffset, check, position);
+    const records = decodeRecords(buf, at, check.header);
+    if (records === undefined) {
+      throw new CorruptRecordError({ file: this.logFile, byteOffset, reason: 'record lengths do not match the batch length', position });
+    }
+    return { ...check.header, records, segmentBase: this.basePosition, byteOffset };
+  }
+
   /**
    * Reads and checks the one batch at `byteOffset`. `endHint`, the next offset-index entry after
-   * it, bounds the batch's length, so one read usually fetches exactly the batch.
+   * it (or a guess of its end), bounds the first read, so one read usually fetches exactly the batch.
    */
   async readBatchAt(byteOffset: number, endHint?: number): Promise<LocatedBatch> {
+    const batch = this.readBatchAtSync(byteOffset, endHint);
+    if (batch !== undefined) return batch;
+    const [read] = await this.readBatches(byteOffset, undefined, this.firstReadBytes(byteOffset, endHint), byteOffset + 1);
+    assert(read !== undefined);
+    return read;
+  }
+
+  /**
+   * {@link readBatchAt} with synchronous preads, or undefined (nothing read) when the batch is
+   * larger than {@link SYNC_READ_MAX_BYTES}. The caller holds a reader slot.
+   */
+  readBatchAtSync(byteOffset: number, endHint?: number): LocatedBatch | undefined {
+    assert(this.fd !== undefined && this.readers > 0);
+    let length = this.firstReadBytes(byteOffset, endHint);
+    for (;;) {
+      if (length > SYNC_READ_MAX_BYTES) return undefined;
+      const buf = files.readAtSync(this.fd, length, byteOffset);
+      const check = checkBatch(buf, 0, this.committedBytes - byteOffset);
+      if (check.incomplete !== true) return this.decoded(buf, 0, check, byteOffset, undefined);
+      const needed = Math.max(check.header?.batchLength ?? BATCH_HEADER_BYTES, BATCH_HEADER_BYTES);
+      if (buf.length < length || needed <= buf.length) {
+        // The file ends before the size its sidecar (or the writer) recorded: it was cut.
+        throw new CorruptRecordError({ file: this.logFile, byteOffset, reason: `the file ends ${needed - buf.length} bytes into this batch, before its recorded size` });
+      }
+      length = needed;
+    }
+  }
+
+  private firstReadBytes(byteOffset: number, endHint: number | undefined): number {
     if (byteOffset >= this.committedBytes) {
       throw new CorruptRecordError({ file: this.logFile, byteOffset, reason: `no batch here: the segment holds ${this.committedBytes} bytes` });
     }
     const guess = endHint === undefined ? POINT_READ_GUESS_BYTES : Math.max(endHint - byteOffset, BATCH_HEADER_BYTES);
-    const [batch] = await this.readBatches(byteOffset, undefined, guess, byteOffset + 1);
-    assert(batch !== undefined);
-    return batch;
+    return Math.min(guess, this.committedBytes - byteOffset);
   }
 }

@@ -106,65 +106,78 @@ class PartCursor {
 /** Parts of a stream looked up at once from the index database. */
 const PARTS_PAGE = 64;
 
-/** Pages of one batch each: the stream's consecutive events that share it. */
+/** Events in one page of a stream read, at most (a page may hold fewer: it ends where a read must wait). */
+const STREAM_PAGE_EVENTS = 256;
+
+/**
+ * Pages of the stream's events in revision order. A page takes events from batch after batch as
+ * long as each can be read without waiting (small batches: synchronous preads), so a stream of
+ * one event per batch costs one page per {@link STREAM_PAGE_EVENTS}, not a promise per event.
+ */
 function streamPagesForwards(log: SegmentLog, end: () => number, parts: PartCursor, streamId: string, from: number, maxCount: number): () => Promise<Page> {
   const batches = new BatchReader(log);
   let remaining = maxCount;
   let revision = from;
   let part: StreamPart | undefined;
   return async () => {
-    if (remaining === 0) return undefined;
-    if (part === undefined || revision >= part.firstRevision + part.count) part = parts.at(revision);
-    // Stop at the first event not acknowledged yet: nothing after it is either.
-    if (part === undefined || part.positionAt(revision - part.firstRevision) >= end()) return undefined;
-    const current = part;
-    let i = revision - current.firstRevision;
-    if (!batches.holds(current, i)) await batches.fetch(current, i, 1, () => parts.at(current.firstRevision + current.count));
     const page: RecordedEvent[] = [];
-    const byteOffset = current.batchOffsetAt(i);
-    while (i < current.count && remaining > 0 && current.batchOffsetAt(i) === byteOffset && current.positionAt(i) < end()) {
-      page.push(batches.eventAt(current, i++, streamId));
-      remaining--;
+    while (remaining > 0 && page.length < STREAM_PAGE_EVENTS) {
+      if (part === undefined || revision >= part.firstRevision + part.count) part = parts.at(revision);
+      // Stop at the first event not acknowledged yet: nothing after it is either.
+      if (part === undefined || part.positionAt(revision - part.firstRevision) >= end()) break;
+      let i = revision - part.firstRevision;
+      if (!batches.holds(part, i) && !batches.fetchSync(part, i)) {
+        if (page.length > 0) break; // Hand over what is decoded before waiting.
+        await batches.fetch(part, i);
+      }
+      const byteOffset = part.batchOffsetAt(i);
+      while (i < part.count && remaining > 0 && part.batchOffsetAt(i) === byteOffset && part.positionAt(i) < end()) {
+        page.push(batches.eventAt(part, i++, streamId));
+        remaining--;
+      }
+      revision = part.firstRevision + i;
     }
-    revision = current.firstRevision + i;
-    return page;
+    return page.length === 0 ? undefined : page;
   };
 }
 
+/** Pages of the stream's events from `from` down to revision 0; see {@link streamPagesForwards}. */
 function streamPagesBackwards(log: SegmentLog, parts: PartCursor, streamId: string, from: number, maxCount: number): () => Promise<Page> {
   const batches = new BatchReader(log);
   let remaining = maxCount;
   let revision = from;
   let part: StreamPart | undefined;
   return async () => {
-    if (remaining === 0 || revision < 0) return undefined;
-    if (part === undefined || revision < part.firstRevision) part = parts.at(revision);
-    if (part === undefined) return undefined;
-    const current = part;
-    let i = revision - current.firstRevision;
     const page: RecordedEvent[] = [];
-    const byteOffset = current.batchOffsetAt(i);
-    while (i >= 0 && remaining > 0 && current.batchOffsetAt(i) === byteOffset) {
-      if (current.positionAt(i) < log.commitEnd) {
-        if (!batches.holds(current, i)) await batches.fetch(current, i, -1, () => parts.at(current.firstRevision - 1));
-        page.push(batches.eventAt(current, i, streamId));
-        remaining--;
+    while (remaining > 0 && revision >= 0 && page.length < STREAM_PAGE_EVENTS) {
+      if (part === undefined || revision < part.firstRevision) part = parts.at(revision);
+      if (part === undefined) break;
+      let i = revision - part.firstRevision;
+      const byteOffset = part.batchOffsetAt(i);
+      if (part.positionAt(i) < log.commitEnd && !batches.holds(part, i) && !batches.fetchSync(part, i)) {
+        if (page.length > 0) break;
+        await batches.fetch(part, i);
       }
-      i--;
+      while (i >= 0 && remaining > 0 && part.batchOffsetAt(i) === byteOffset) {
+        // Events not acknowledged yet (appended after the head was read) are skipped.
+        if (part.positionAt(i) < log.commitEnd) {
+          page.push(batches.eventAt(part, i, streamId));
+          remaining--;
+        }
+        i--;
+      }
+      revision = part.firstRevision + i;
     }
-    revision = current.firstRevision + i;
-    return page;
+    return page.length === 0 ? undefined : page;
   };
 }
 
 /**
- * Fetches the batches of a stream's events: each batch once for the consecutive events that
- * share it, decoding from the batch in hand without an `await`, and reading the stream's next
- * batch ahead while the caller consumes the current one.
+ * Fetches the batches of a stream's events, each batch once for the consecutive events that
+ * share it, and decodes events from the batch in hand.
  */
 class BatchReader {
   private batch: LocatedBatch | undefined;
-  private ahead: { segmentBase: number; byteOffset: number; batch: Promise<LocatedBatch> } | undefined;
   constructor(private readonly log: SegmentLog) {}
 
   /** Bytes to read first for the next batch: a stream's batches tend to be alike, so the last one's length (a little more). */
@@ -197,33 +210,15 @@ class BatchReader {
     return event;
   }
 
-  /**
-   * Fetches the batch of event `i` of `part`, and starts reading the batch of the stream's next
-   * event in direction `step`: in `part`, or else in the part `nextPart()` gives.
-   */
-  async fetch(part: StreamPart, i: number, step: 1 | -1, nextPart: () => StreamPart | undefined): Promise<void> {
-    const byteOffset = part.batchOffsetAt(i);
-    const ahead = this.ahead;
-    this.batch =
-      ahead !== undefined && ahead.segmentBase === part.segmentBase && ahead.byteOffset === byteOffset
-        ? await ahead.batch
-        : await this.log.readBatchAt(part.segmentBase, byteOffset, this.lengthGuess());
-    this.ahead = undefined;
-    let j = i + step;
-    while (j >= 0 && j < part.count && part.batchOffsetAt(j) === byteOffset) j += step;
-    if (j >= 0 && j < part.count) {
-      this.readAhead(part, j);
-    } else {
-      const next = nextPart();
-      if (next !== undefined) this.readAhead(next, step === 1 ? 0 : next.count - 1);
-    }
+  /** Reads the batch of event `i` of `part` without waiting; false when it must be read asynchronously. */
+  fetchSync(part: StreamPart, i: number): boolean {
+    const batch = this.log.readBatchAtSync(part.segmentBase, part.batchOffsetAt(i), this.lengthGuess());
+    if (batch !== undefined) this.batch = batch;
+    return batch !== undefined;
   }
 
-  private readAhead(part: StreamPart, i: number): void {
-    if (part.positionAt(i) >= this.log.commitEnd) return;
-    const batch = this.log.readBatchAt(part.segmentBase, part.batchOffsetAt(i), this.lengthGuess());
-    batch.catch(() => {}); // Reported when (if) the caller gets to it.
-    this.ahead = { segmentBase: part.segmentBase, byteOffset: part.batchOffsetAt(i), batch };
+  async fetch(part: StreamPart, i: number): Promise<void> {
+    this.batch = await this.log.readBatchAt(part.segmentBase, part.batchOffsetAt(i), this.lengthGuess());
   }
 }
 
