@@ -142,6 +142,11 @@ export class EventStore {
 
   private async append(requests: readonly AppendRequest[], prefixOf: (i: number) => string, skipRetryCheck = false, system = false): Promise<AppendResult[]> {
     this.assertOpen();
+    // Appends outrunning the stream index's database wait for it (see StreamIndex.backpressure).
+    for (let wait = this.index.backpressure(); wait !== undefined; wait = this.index.backpressure()) {
+      await wait;
+      this.assertOpen();
+    }
     const { requests: prepared, maxBodyBytes } = this.validator.prepare(requests, prefixOf, system);
     // Synchronous from here to log.append: nothing else can append in between.
     const heads = prepared.map((r) => this.index.head(r.streamId));

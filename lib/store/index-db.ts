@@ -12,16 +12,19 @@
  * files, or their records), and only events already durable in the log are ever written to it.
  * A missing, stale or unreadable environment is rebuilt on open.
  *
- * Databases and value layouts (little-endian; keys are lmdb-js `ordered-binary`):
+ * Databases and value layouts (little-endian; keys are lmdb-js `ordered-binary`). A stream's
+ * head and its chunks share one database, `streams`, under adjacent keys (`[streamId]` sorts
+ * just before `[streamId, 0]`): creating a stream dirties one B-tree leaf, not one in each of
+ * two trees, which with random stream ids measured 1.5× the insert rate of separate databases.
  *
- * `heads`: key `streamId` → 32 bytes, the stream's last indexed event
+ * `streams`, key `[streamId]` → 32 bytes, the stream's last indexed event
  * | offset | size | field       |
  * |-------:|-----:|-------------|
  * |      0 |    8 | revision    |
  * |      8 |    8 | position    |
  * |     16 |   16 | lastEventId |
  *
- * `chunks`: key `[streamId, firstRevision]` → the positions of up to {@link CHUNK_MAX_EVENTS}
+ * `streams`, key `[streamId, firstRevision]` (a chunk) → the positions of up to {@link CHUNK_MAX_EVENTS}
  * consecutive revisions of the stream, all in one segment
  * | offset | size | field                                          |
  * |-------:|-----:|------------------------------------------------|
@@ -34,7 +37,7 @@
  * the revisions it holds, and readers look up the chunk holding a revision, never the next key.
  *
  * `meta`: key `'state'` → 16 bytes: u32 format version ({@link INDEX_FORMAT}), u32 reserved,
- * u64 indexedEnd: every event below this position is in `heads` and `chunks`. Written after the
+ * u64 indexedEnd: every event below this position is in `streams`. Written after the
  * entries of each flush, in the same or a later transaction (lmdb-js commits single writes in
  * the order they were issued), so it never claims more than the transactions before it hold.
  */
@@ -45,7 +48,7 @@ import { readU64, writeU64 } from '../log/u64.js';
 import type { StreamPart } from './stream-part.js';
 import { readUuid, writeUuid } from './uuid.js';
 
-export const INDEX_FORMAT = 1;
+export const INDEX_FORMAT = 2;
 export const CHUNK_MAX_EVENTS = 1024;
 const HEAD_BYTES = 32;
 const STATE_KEY = 'state';
@@ -74,8 +77,7 @@ export class IndexDb {
     /** The environment's file, named in errors. */
     readonly file: string,
     private readonly env: RootDatabase,
-    private readonly heads: Database<Buffer, string>,
-    private readonly chunks: Database<Buffer, [string, number]>,
+    private readonly streams: Database<Buffer, [string] | [string, number]>,
     private readonly meta: Database<Buffer, string>,
   ) {}
 
@@ -84,20 +86,32 @@ export class IndexDb {
    * cannot open is deleted and created anew (the caller then rebuilds it from the log): LMDB has
    * no page checksums and would crash the process on a garbage or truncated file.
    */
-  static open(file: string): IndexDb {
+  static async open(file: string): Promise<IndexDb> {
     if (!looksIntact(file)) removeEnvironment(file);
+    let db: IndexDb;
     try {
-      return IndexDb.openAt(file);
+      db = IndexDb.openAt(file);
     } catch {
       removeEnvironment(file);
       return IndexDb.openAt(file);
     }
+    if (db.formatVersion() === undefined || db.formatVersion() === INDEX_FORMAT) return db;
+    // Another format (an earlier version's databases): start afresh rather than carry them.
+    await db.close();
+    removeEnvironment(file);
+    return IndexDb.openAt(file);
   }
 
   private static openAt(file: string): IndexDb {
     const env = open({ path: file, noSubdir: true, compression: false, encoding: 'binary' }) as unknown as RootDatabase;
-    const db = <K extends string | [string, number]>(name: string) => env.openDB<Buffer, K>({ name, encoding: 'binary', compression: false });
-    return new IndexDb(file, env, db<string>('heads'), db<[string, number]>('chunks'), db<string>('meta'));
+    const streams = env.openDB<Buffer, [string] | [string, number]>({ name: 'streams', encoding: 'binary', compression: false });
+    return new IndexDb(file, env, streams, env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary', compression: false }));
+  }
+
+  /** The format version the environment's state records, or undefined when it has none. */
+  private formatVersion(): number | undefined {
+    const state = this.meta.getBinary(STATE_KEY);
+    return state === undefined || state.length < 4 ? undefined : state.readUInt32LE(0);
   }
 
   /** Position below which every event is indexed, or undefined for an empty or foreign index. */
@@ -109,7 +123,7 @@ export class IndexDb {
   }
 
   head(streamId: string): IndexHead | undefined {
-    const value = this.reading(() => this.heads.getBinaryFast(streamId));
+    const value = this.reading(() => this.streams.getBinaryFast([streamId]));
     if (value === undefined) return undefined;
     return { revision: readU64(value, 0), position: readU64(value, 8), lastEventId: readUuid(value, 16) };
   }
@@ -131,19 +145,19 @@ export class IndexDb {
       const parts: StreamPart[] = [];
       // A chunk usually starts where the reader asks (revision 0, or where the last one ended):
       // an exact get costs a fraction of a range read's cursor.
-      const exact = backwards ? undefined : this.chunks.getBinaryFast([streamId, revision]);
+      const exact = backwards ? undefined : this.streams.getBinaryFast([streamId, revision]);
       if (exact !== undefined) {
         parts.push(chunkPart(revision, exact));
       } else {
-        for (const { key, value } of this.chunks.getRange({ start: [streamId, revision], end: [streamId], reverse: true, limit: backwards ? more + 1 : 1 })) {
-          parts.push(chunkPart(key[1], value));
+        for (const { key, value } of this.streams.getRange({ start: [streamId, revision], end: [streamId], reverse: true, limit: backwards ? more + 1 : 1 })) {
+          parts.push(chunkPart((key as [string, number])[1], value));
         }
       }
       const first = parts[0];
       if (first === undefined || revision >= first.firstRevision + first.count) return [];
       if (!backwards && more > 1 && first.firstRevision + first.count <= headRevision) {
-        const range = this.chunks.getRange({ start: [streamId, first.firstRevision + first.count], end: [streamId, Number.MAX_SAFE_INTEGER], limit: more });
-        for (const { key, value } of range) parts.push(chunkPart(key[1], value));
+        const range = this.streams.getRange({ start: [streamId, first.firstRevision + first.count], end: [streamId, Number.MAX_SAFE_INTEGER], limit: more });
+        for (const { key, value } of range) parts.push(chunkPart((key as [string, number])[1], value));
       }
       return parts;
     });
@@ -179,7 +193,7 @@ export class IndexDb {
           chunk.writeUInt32LE(run.positionAt(k) - segmentBase, 8 + 8 * (k - i));
           chunk.writeUInt32LE(run.batchOffsetAt(k), 12 + 8 * (k - i));
         }
-        void this.chunks.put([streamId, run.firstRevision + i], chunk);
+        void this.streams.put([streamId, run.firstRevision + i], chunk);
         i = j;
       }
       // A buffer per value: lmdb-js may read it when the transaction runs, not at put().
@@ -187,7 +201,7 @@ export class IndexDb {
       writeU64(head, 0, run.firstRevision + run.count - 1);
       writeU64(head, 8, run.positionAt(run.count - 1));
       writeUuid(run.lastEventId, head, 16);
-      written = this.heads.put(streamId, head);
+      written = this.streams.put([streamId], head);
     }
     await this.writeState(indexedEnd);
   }
@@ -203,7 +217,7 @@ export class IndexDb {
 
   /** Empties every database (for a rebuild from the log). */
   async clear(): Promise<void> {
-    await Promise.all([this.heads.clearAsync(), this.chunks.clearAsync(), this.meta.clearAsync()]);
+    await Promise.all([this.streams.clearAsync(), this.meta.clearAsync()]);
     this.env.resetReadTxn();
   }
 

@@ -43,6 +43,8 @@ import { readUuid } from './uuid.js';
 export type { IndexHead } from './index-db.js';
 export const STREAMS_SUFFIX = '.streams';
 export const INDEX_DB_FILE = 'index.lmdb';
+/** Appends wait for the index database once the active memtable holds this many times `memtableEvents`. */
+const MEMTABLE_LIMIT_FACTOR = 4;
 /** Written by earlier versions; replaced by the LMDB index and removed on open. */
 const LEGACY_CHECKPOINT_FILE = 'heads.checkpoint';
 
@@ -71,7 +73,7 @@ export class StreamIndex {
 
   /** Opens the index of the store in `dir` over the opened `log`, indexing what the database lacks. */
   static async open(dir: string, logDir: string, log: SegmentLog, memtableEvents: number): Promise<StreamIndex> {
-    const index = new StreamIndex(IndexDb.open(path.join(dir, INDEX_DB_FILE)), logDir, memtableEvents);
+    const index = new StreamIndex(await IndexDb.open(path.join(dir, INDEX_DB_FILE)), logDir, memtableEvents);
     try {
       await log.sealInterrupted();
       await index.catchUp(log);
@@ -178,8 +180,9 @@ export class StreamIndex {
   /**
    * Called after each acknowledged group: once the active memtable holds `memtableEvents`
    * events, freezes it and flushes it in the background, once its events are durable (after
-   * `syncFirst`, the log's flush, where acknowledged does not yet mean durable). A failed flush
-   * keeps its memtable frozen and is retried by the next call.
+   * `syncFirst`, the log's flush, where acknowledged does not yet mean durable). One flush runs
+   * at a time; when it ends, the next starts at once if the active memtable is full again. A
+   * failed flush keeps its memtable frozen and is retried by the next call.
    */
   noteCommitted(log: SegmentLog, syncFirst?: () => Promise<void>): void {
     if (this.flushing !== undefined || (this.frozen === undefined && this.active.events < this.memtableEvents)) return;
@@ -194,8 +197,32 @@ export class StreamIndex {
       })
       .finally(() => {
         this.flushing = undefined;
+        this.flushed?.();
+        if (this.flushFailure === undefined && !this.closing) this.noteCommitted(log, syncFirst);
       });
   }
+
+  /**
+   * Backpressure: while a flush is in flight and the active memtable has grown past
+   * {@link MEMTABLE_LIMIT_FACTOR} × `memtableEvents` (appends outrunning the index database's
+   * writes), a promise that resolves when that flush ends; undefined otherwise. Appends wait for
+   * it before placing their events, so the index's memory and the work left for `close` stay
+   * bounded whatever the append rate.
+   */
+  backpressure(): Promise<void> | undefined {
+    if (this.flushing === undefined || this.active.events < MEMTABLE_LIMIT_FACTOR * this.memtableEvents) return undefined;
+    return (this.flushedSignal ??= new Promise<void>((resolve) => {
+      this.flushed = () => {
+        this.flushed = undefined;
+        this.flushedSignal = undefined;
+        resolve();
+      };
+    }));
+  }
+
+  private flushed: (() => void) | undefined;
+  private flushedSignal: Promise<void> | undefined;
+  private closing = false;
 
   /** The frozen memtable, freezing the active one when there is none. */
   private freeze(): Memtable {
@@ -253,6 +280,7 @@ export class StreamIndex {
    * reads the events since the last flush from the log.
    */
   async close(clean: boolean): Promise<void> {
+    this.closing = true;
     try {
       await this.settled();
       if (clean) await this.flushAll();

@@ -69,7 +69,7 @@ describe('EventStore with damaged files', () => {
   it('reports a stream index that disagrees with the log as CORRUPT_FILE, not as another event', async () => {
     await fill();
     // A well-formed index entry for 'a' whose positions are one off.
-    const db = IndexDb.open(path.join(tmp.path, INDEX_DB_FILE));
+    const db = await IndexDb.open(path.join(tmp.path, INDEX_DB_FILE));
     const end = db.indexedEnd()!;
     const positions = Array.from({ length: 60 }, (_, k) => k + 1);
     await db.write([['a', { firstRevision: 0, count: 60, lastEventId: '00000000-0000-4000-8000-000000000000', positionAt: (k: number) => positions[k]!, batchOffsetAt: () => 0, segmentBaseAt: () => 0 }]], end);

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CHUNK_MAX_EVENTS, IndexDb, looksIntact, type IndexRun } from '../../lib/store/index-db.js';
 import { useTempDir } from '../helpers/temp-dir.js';
+import { open } from 'lmdb';
 
 const ID = '11111111-2222-4333-8444-555555555555';
 
@@ -27,12 +28,12 @@ describe('IndexDb', () => {
   const file = (): string => path.join(tmp.path, 'index.lmdb');
 
   it('stores heads and parts, splitting chunks at segment boundaries and at the chunk size, and reopens', async () => {
-    let db = IndexDb.open(file());
+    let db = await IndexDb.open(file());
     expect(db.indexedEnd()).to.equal(undefined);
     const count = CHUNK_MAX_EVENTS * 2 + 10;
     await db.write([['long', run(0, count, (i) => 1000 + i, (i) => (i < 700 ? 0 : 1700))], ['short', run(5, 1, () => 3)]], 5000);
     await db.close();
-    db = IndexDb.open(file());
+    db = await IndexDb.open(file());
     try {
       expect(db.indexedEnd()).to.equal(5000);
       expect(db.head('long')).to.deep.equal({ revision: count - 1, position: 1000 + count - 1, lastEventId: ID });
@@ -52,7 +53,7 @@ describe('IndexDb', () => {
   });
 
   it('answers from the chunk holding a revision when chunks overlap (a flush redone after a crash)', async () => {
-    const db = IndexDb.open(file());
+    const db = await IndexDb.open(file());
     try {
       await db.write([['s', run(0, 8, (i) => i * 2)]], 16);
       await db.write([['s', run(3, 9, (i) => (3 + i) * 2)]], 24);
@@ -63,9 +64,28 @@ describe('IndexDb', () => {
     }
   });
 
+  it('starts afresh on an index of another format (an earlier version)', async () => {
+    const db = await IndexDb.open(file());
+    await db.write([['s', run(0, 2, (i) => i)]], 2);
+    await db.close();
+    const env = open({ path: file(), noSubdir: true, encoding: 'binary' });
+    const meta = env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' });
+    const state = Buffer.from(meta.getBinary('state')!);
+    state.writeUInt32LE(1, 0);
+    await meta.put('state', state);
+    await env.close();
+    const reopened = await IndexDb.open(file());
+    try {
+      expect(reopened.indexedEnd()).to.equal(undefined);
+      expect(reopened.head('s')).to.equal(undefined);
+    } finally {
+      await reopened.close();
+    }
+  });
+
   it('recognises an intact file, and a truncated or overwritten one before LMDB maps it (pins the bundled LMDB layout)', async () => {
     expect(looksIntact(file()), 'no file yet').to.equal(true);
-    const db = IndexDb.open(file());
+    const db = await IndexDb.open(file());
     await db.write(Array.from({ length: 5000 }, (_, i) => [`stream-${i}`, run(0, 3, (k) => i * 3 + k)] as [string, IndexRun]), 15_000);
     await db.close();
     expect(looksIntact(file()), 'as written').to.equal(true);
@@ -77,7 +97,7 @@ describe('IndexDb', () => {
     fs.writeFileSync(file(), bytes);
     // Opening a damaged file starts an empty index instead of crashing the process.
     fs.truncateSync(file(), 4096 * 3);
-    const reopened = IndexDb.open(file());
+    const reopened = await IndexDb.open(file());
     expect(reopened.indexedEnd()).to.equal(undefined);
     await reopened.close();
   });

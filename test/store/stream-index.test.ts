@@ -117,4 +117,36 @@ describe('StreamIndex against a model', function () {
       await reopened.close();
     }
   });
+
+  it('makes appends wait for the index database rather than grow the memtable without bound', async () => {
+    const store = await EventStore.open({ dir: tmp.path, durability: 'none', indexCheckpointEvents: 50 });
+    const index = indexOf(store) as unknown as { db: { write: (...args: unknown[]) => Promise<void> }; active: { events: number } };
+    // An index database far slower than the log.
+    const write = index.db.write.bind(index.db);
+    index.db.write = async (...args: unknown[]) => {
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      return write(...args);
+    };
+    let largest = 0;
+    try {
+      await Promise.all(
+        Array.from({ length: 8 }, async (_, writer) => {
+          for (let i = 0; i < 150; i++) {
+            await store.appendToStream(`w-${writer}-${i % 13}`, [{ type: 'T', data: { i } }]);
+            largest = Math.max(largest, index.active.events);
+          }
+        }),
+      );
+      expect(largest, 'events in the active memtable').to.be.at.most(4 * 50 + 8);
+      expect(store.commitPosition).to.equal(1200);
+    } finally {
+      await store.close();
+    }
+    const reopened = await EventStore.open({ dir: tmp.path, durability: 'none' });
+    try {
+      expect(await reopened.streamHead('w-7-12')).to.deep.equal({ revision: 10, position: (await collect(reopened.readStream('w-7-12'))).at(-1)!.position });
+    } finally {
+      await reopened.close();
+    }
+  });
 });
