@@ -92,18 +92,25 @@ export class StreamIndex {
       await this.db.clear();
       end = log.startPosition;
     }
+    const flushWhenFull = async (): Promise<void> => {
+      if (this.active.events >= this.memtableEvents) await this.flushAll();
+    };
     for (const segment of log.segmentInfos()) {
       if (segment.basePosition < end) continue;
       if (!segment.sealed || segment.basePosition !== end) break;
       const file = await this.sealedIndexFile(segment.basePosition);
-      if (file === undefined) break;
-      await this.db.write(file.streams(), segment.nextPosition);
+      if (file !== undefined) {
+        await this.db.write(file.streams(), segment.nextPosition);
+      } else {
+        // A missing or damaged `.streams` file: that segment's records instead.
+        this.active = new Memtable(end);
+        await this.scanInto(log, end, segment.nextPosition, flushWhenFull);
+        await this.flushAll();
+      }
       end = segment.nextPosition;
     }
     this.active = new Memtable(end);
-    await this.scanInto(log, end, log.commitEnd, async () => {
-      if (this.active.events >= this.memtableEvents) await this.flushAll();
-    });
+    await this.scanInto(log, end, log.commitEnd, flushWhenFull);
   }
 
   /** The `.streams` file of a sealed segment, or undefined when it is missing or damaged (then its records are read instead). */
