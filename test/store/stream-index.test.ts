@@ -21,8 +21,12 @@ function indexOf(store: EventStore): StreamIndex {
   return (store as unknown as { index: StreamIndex }).index;
 }
 
-/** A copy of `dir` as a crash would leave it (taken once no index flush is in flight). */
+/**
+ * A copy of `dir` as a crash would leave it, taken once no seal and no index flush is in flight
+ * (a file copy racing a rename would fail, and a copy of LMDB's file mid-commit is no crash image).
+ */
 async function crashImage(store: EventStore, dir: string, to: string): Promise<void> {
+  await store.flush(); // Resolves once the seals started so far have finished.
   await indexOf(store).settled();
   fs.cpSync(dir, to, { recursive: true, filter: (src) => path.basename(src) !== 'LOCK' });
 }
