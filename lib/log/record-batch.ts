@@ -206,24 +206,6 @@ export function decodeRecords(buf: Buffer, at: number, header: BatchHeader): Buf
   return cursor === end ? records : undefined;
 }
 
-/**
- * Record `i` of the checked batch at `at` of `buf`, found by walking the length prefixes before
- * it (no array, no buffer per record), or undefined when the lengths run past the batch.
- */
-export function recordAt(buf: Buffer, at: number, header: BatchHeader, i: number): Buffer | undefined {
-  if (i < 0 || i >= header.recordCount) return undefined;
-  const end = at + header.batchLength;
-  let cursor = at + BATCH_HEADER_BYTES;
-  for (let k = 0; ; k++) {
-    if (cursor + RECORD_LENGTH_BYTES > end) return undefined;
-    const length = buf.readUInt32LE(cursor);
-    cursor += RECORD_LENGTH_BYTES;
-    if (cursor + length > end) return undefined;
-    if (k === i) return buf.subarray(cursor, cursor + length);
-    cursor += length;
-  }
-}
-
 /** Checks and decodes the batch at `at`, throwing CorruptRecordError for anything but a whole valid batch. */
 export function decodeBatchOrThrow(
   buf: Buffer,

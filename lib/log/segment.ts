@@ -16,7 +16,7 @@ import { CorruptFileError, CorruptRecordError } from '../errors.js';
 import { crc32c } from './crc.js';
 import * as files from './files.js';
 import { OffsetIndex } from './offset-index.js';
-import { BATCH_HEADER_BYTES, checkBatch, corruptBatch, decodeRecords, recordAt, type RecordBatch } from './record-batch.js';
+import { BATCH_HEADER_BYTES, checkBatch, corruptBatch, decodeRecords, type RecordBatch } from './record-batch.js';
 import { SUFFIX, segmentFile } from './segment-files.js';
 import type { FileDigest, SegmentSidecar } from './sidecar.js';
 
@@ -24,11 +24,6 @@ import type { FileDigest, SegmentSidecar } from './sidecar.js';
 export interface LocatedBatch extends RecordBatch {
   readonly segmentBase: number;
   readonly byteOffset: number;
-  /**
-   * Record `i` alone, without splitting the whole batch into records (a point read wants one
-   * event of a batch that may hold hundreds); undefined when the batch has no record `i`.
-   */
-  recordAt(i: number): Buffer | undefined;
 }
 
 /** Bytes read at once when scanning forwards. */
@@ -265,26 +260,11 @@ export class Segment {
   /** The checked batch at `at` of `buf` (read at `byteOffset` of the file), decoded; throws CorruptRecordError for a bad one. */
   private decoded(buf: Buffer, at: number, check: ReturnType<typeof checkBatch>, byteOffset: number, position: number | undefined): LocatedBatch {
     if (!check.ok || check.header === undefined) throw corruptBatch(this.logFile, byteOffset, check, position);
-    const header = check.header;
-    const file = this.logFile;
-    let records: Buffer[] | undefined;
-    // The records are split out on first use: a point read takes one with recordAt instead.
-    return {
-      ...header,
-      segmentBase: this.basePosition,
-      byteOffset,
-      get records(): Buffer[] {
-        records ??= decodeRecords(buf, at, header);
-        if (records === undefined) throw new CorruptRecordError({ file, byteOffset, reason: 'record lengths do not match the batch length', position });
-        return records;
-      },
-      recordAt: (i) => {
-        if (records !== undefined || i < 0 || i >= header.recordCount) return records?.[i];
-        const record = recordAt(buf, at, header, i);
-        if (record === undefined) throw new CorruptRecordError({ file, byteOffset, reason: `record ${i}'s length runs past the batch`, position });
-        return record;
-      },
-    };
+    const records = decodeRecords(buf, at, check.header);
+    if (records === undefined) {
+      throw new CorruptRecordError({ file: this.logFile, byteOffset, reason: 'record lengths do not match the batch length', position });
+    }
+    return { ...check.header, records, segmentBase: this.basePosition, byteOffset };
   }
 
   /**

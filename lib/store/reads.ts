@@ -199,7 +199,7 @@ class BatchReader {
   eventAt(part: StreamPart, i: number, streamId: string): RecordedEvent {
     const batch = this.batch!;
     const position = part.positionAt(i);
-    const record = batch.recordAt(position - batch.basePosition);
+    const record = batch.records[position - batch.basePosition];
     const event = record === undefined ? undefined : decodeEvent(record, position, batch.timestamp);
     if (event === undefined || event.streamId !== streamId || event.revision !== part.firstRevision + i) {
       throw new CorruptFileError(
