@@ -30,6 +30,7 @@ import { CorruptFileError } from '../errors.js';
 import { crc32c } from '../log/crc.js';
 import * as files from '../log/files.js';
 import type { SealingSegment, SegmentLog } from '../log/segment-log.js';
+import type { LocatedBatch } from '../log/segment.js';
 import { segmentFile } from '../log/segment-files.js';
 import type { FileDigest } from '../log/sidecar.js';
 import { decodeStreamId, sameStreamId } from './codec.js';
@@ -47,6 +48,33 @@ export const INDEX_DB_FILE = 'index.lmdb';
 const MEMTABLE_LIMIT_FACTOR = 4;
 /** Written by earlier versions; replaced by the LMDB index and removed on open. */
 const LEGACY_CHECKPOINT_FILE = 'heads.checkpoint';
+
+/**
+ * Calls `visit` for each record at positions [from, to) of the log, in position order, and
+ * `afterChunk` after each chunk read. Returns the position after the last record visited:
+ * short of `to` only when the log ends first.
+ */
+async function forEachRecord(
+  log: SegmentLog,
+  from: number,
+  to: number,
+  visit: (record: Buffer, position: number, batch: LocatedBatch) => void,
+  afterChunk?: () => Promise<void>,
+): Promise<number> {
+  let position = from;
+  while (position < to) {
+    const batches = await log.readForward(position, 1 << 20);
+    if (batches.length === 0) break;
+    for (const batch of batches) {
+      for (let i = Math.max(0, position - batch.basePosition); i < batch.recordCount && batch.basePosition + i < to; i++) {
+        visit(batch.records[i]!, batch.basePosition + i, batch);
+      }
+      position = Math.min(to, batch.basePosition + batch.recordCount);
+    }
+    await afterChunk?.();
+  }
+  return position;
+}
 
 /** Events of one append, as the index records them. */
 export interface IndexedAppend {
@@ -135,35 +163,17 @@ export class StreamIndex {
   private async scanInto(log: SegmentLog, from: number, to: number, afterChunk: () => Promise<void>): Promise<void> {
     let previous: Buffer | undefined;
     let previousId = '';
-    let position = from;
-    while (position < to) {
-      const batches = await log.readForward(position, 1 << 20);
-      if (batches.length === 0) break;
-      for (const batch of batches) {
-        for (let i = Math.max(0, position - batch.basePosition); i < batch.recordCount && batch.basePosition + i < to; i++) {
-          const record = batch.records[i]!;
-          if (previous === undefined || !sameStreamId(previous, record)) previousId = decodeStreamId(record);
-          previous = record;
-          this.active.add(previousId, readU64(record, 8), batch.basePosition + i, batch.segmentBase, batch.byteOffset, readUuid(record, 16));
-        }
-        position = Math.min(to, batch.basePosition + batch.recordCount);
-      }
-      await afterChunk();
-    }
+    const visit = (record: Buffer, position: number, batch: LocatedBatch): void => {
+      if (previous === undefined || !sameStreamId(previous, record)) previousId = decodeStreamId(record);
+      previous = record;
+      this.active.add(previousId, readU64(record, 8), position, batch.segmentBase, batch.byteOffset, readUuid(record, 16));
+    };
+    await forEachRecord(log, from, to, visit, afterChunk);
   }
 
   /** The stream's head including appends not yet acknowledged, or undefined when it has no events. */
   head(streamId: string): IndexHead | undefined {
     return this.active.head(streamId) ?? this.frozen?.head(streamId) ?? this.db.head(streamId);
-  }
-
-  /**
-   * The part of the stream holding `revision` (the events of one segment around it), or
-   * undefined when the stream has no such revision. Synchronous: a part and the head read in
-   * the same turn describe the same moment.
-   */
-  partAt(streamId: string, revision: number): StreamPart | undefined {
-    return this.partsFrom(streamId, revision, 0, false)[0];
   }
 
   /**
@@ -260,17 +270,9 @@ export class StreamIndex {
   static async sealSegment(segment: SealingSegment, log: SegmentLog): Promise<Record<string, FileDigest>> {
     const file = segment.fileFor(STREAMS_SUFFIX);
     const builder = new StreamIndexBuilder(segment.basePosition, segment.lastPosition + 1 - segment.basePosition);
-    let position = segment.basePosition;
-    while (position <= segment.lastPosition) {
-      const batches = await log.readForward(position, 1 << 20);
-      if (batches.length === 0) throw new CorruptFileError(file, `the segment's records end at position ${position}, before ${segment.lastPosition + 1}`);
-      for (const batch of batches) {
-        for (let i = 0; i < batch.recordCount && batch.basePosition + i <= segment.lastPosition; i++) {
-          builder.add(batch.records[i]!, batch.basePosition + i, batch.byteOffset);
-        }
-        position = batch.basePosition + batch.recordCount;
-      }
-    }
+    const end = segment.lastPosition + 1;
+    const reached = await forEachRecord(log, segment.basePosition, end, (record, position, batch) => builder.add(record, position, batch.byteOffset));
+    if (reached < end) throw new CorruptFileError(file, `the segment's records end at position ${reached}, before ${end}`);
     const bytes = builder.encode(file);
     await files.writeFileDurable(file, bytes);
     return { [STREAMS_SUFFIX]: { bytes: bytes.length, crc32c: crc32c(bytes) } };
