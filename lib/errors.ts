@@ -30,6 +30,16 @@ export const ErrorCode = {
   CORRUPT_FILE: 'CORRUPT_FILE',
   /** A durable consumer of that name is already running in this store. {@link ConsumerActiveError} */
   CONSUMER_ACTIVE: 'CONSUMER_ACTIVE',
+  /** An object-store request failed (network, server error, credentials, deadline). {@link ObjectStoreError} */
+  OBJECT_STORE: 'OBJECT_STORE',
+  /** The object asked for does not exist in the object store. {@link ObjectNotFoundError} */
+  OBJECT_NOT_FOUND: 'OBJECT_NOT_FOUND',
+  /** A conditional write found the object already there (or changed). {@link PreconditionFailedError} */
+  PRECONDITION_FAILED: 'PRECONDITION_FAILED',
+  /** Another writer took over this store's bucket prefix; this one stopped appending. {@link FencedError} */
+  FENCED: 'FENCED',
+  /** The store was opened read-only. {@link ReadOnlyError} */
+  READ_ONLY: 'READ_ONLY',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -212,6 +222,71 @@ export class ConsumerActiveError extends ColdstreamError {
   constructor(consumer: string) {
     super(ErrorCode.CONSUMER_ACTIVE, `Consumer '${consumer}' is already running in this store: stop it first, or give this one another name`);
     this.consumer = consumer;
+  }
+}
+
+/**
+ * An object-store request failed: the service answered with an error, could not be reached, or
+ * did not answer before the request's deadline (`timedOut`). Tiering retries these with backoff;
+ * a caller that sees one (a cold read) may retry too. The SDK's error is the `cause`.
+ */
+export class ObjectStoreError extends ColdstreamError {
+  readonly operation: string;
+  readonly key: string;
+  readonly timedOut: boolean;
+
+  constructor(operation: string, key: string, reason: string, options?: { cause?: unknown; timedOut?: boolean }) {
+    super(ErrorCode.OBJECT_STORE, `Object store ${operation} of '${key}' failed: ${reason}; check the endpoint, credentials and bucket, then retry`, options);
+    this.operation = operation;
+    this.key = key;
+    this.timedOut = options?.timedOut ?? false;
+  }
+}
+
+/** The object does not exist (or the byte range asked for is outside it). */
+export class ObjectNotFoundError extends ColdstreamError {
+  readonly key: string;
+
+  constructor(key: string, options?: { cause?: unknown }) {
+    super(ErrorCode.OBJECT_NOT_FOUND, `Object '${key}' does not exist in the object store`, options);
+    this.key = key;
+  }
+}
+
+/** A conditional write (`ifNoneMatch`) found an object already at the key. */
+export class PreconditionFailedError extends ColdstreamError {
+  readonly key: string;
+
+  constructor(key: string, options?: { cause?: unknown }) {
+    super(ErrorCode.PRECONDITION_FAILED, `Object '${key}' already exists: a conditional write refused to replace it`, options);
+    this.key = key;
+  }
+}
+
+/**
+ * Another writer opened this store's bucket prefix (a restore elsewhere, or a second machine)
+ * and superseded this one. The store refuses appends from then on; what it acknowledged before
+ * is in its local log. Close it; open the new writer's store instead.
+ */
+export class FencedError extends ColdstreamError {
+  readonly epoch: number;
+  readonly newerEpoch: number;
+
+  constructor(epoch: number, newerEpoch: number) {
+    super(
+      ErrorCode.FENCED,
+      `This store's writer (epoch ${epoch}) was superseded by a newer writer (epoch ${newerEpoch}) on the same bucket prefix: ` +
+        'appends are refused; close this store and use the newer one',
+    );
+    this.epoch = epoch;
+    this.newerEpoch = newerEpoch;
+  }
+}
+
+/** An append (or other write) to a store opened with `readOnly: true`. */
+export class ReadOnlyError extends ColdstreamError {
+  constructor(operation: string) {
+    super(ErrorCode.READ_ONLY, `Cannot ${operation}: the store was opened read-only; open it without readOnly to write`);
   }
 }
 
