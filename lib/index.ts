@@ -8,12 +8,21 @@ export type { Durability } from './log/index.js';
 export type { Clock } from './clock.js';
 export { consumerStreamOf, type ConsumerMessage, type ConsumerOptions, type Projection, type SubscribeOptions, type StreamSubscribeOptions, type SubscriptionMessage } from './subscriptions/index.js';
 export { snapshotStreamOf, type AggregateOptions, type AggregateState, type SnapshotPolicy } from './snapshots/index.js';
+export type { ObjectStore, ObjectInfo, PutOptions, GetOptions, ListPage } from './tiering/object-store.js';
+export { listAll } from './tiering/object-store.js';
+export type { TieringOptions, TieringStatus, TieringControl, ScrubReport } from './tiering/tiering.js';
+export type { CacheStats } from './tiering/block-cache.js';
 export {
   ColdstreamError,
   ConsumerActiveError,
   CorruptFileError,
   CorruptRecordError,
   ErrorCode,
+  FencedError,
+  ObjectNotFoundError,
+  ObjectStoreError,
+  PreconditionFailedError,
+  ReadOnlyError,
   InvalidOptionsError,
   StoreClosedError,
   StoreFailedError,

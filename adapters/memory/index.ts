@@ -20,13 +20,14 @@ export type Operation = 'put' | 'get' | 'head' | 'list' | 'delete';
  * - `hang`: the call never answers (it fails at its deadline, or when aborted);
  * - `truncate`: a get returns its bytes without the last half; a put stores half the body and
  *   then fails (an interrupted upload whose partial object is visible, as on s3rver);
- * - `corrupt`: a get returns its bytes with one bit flipped; a put stores them so.
+ * - `corrupt`: a get returns its bytes with one bit flipped; a put stores them so;
+ * - `lost`: the call takes effect, then fails as if its answer was lost on the way back.
  */
 export interface Fault {
   readonly operation?: Operation;
   /** Only keys that contain this string (or match this pattern). */
   readonly key?: string | RegExp;
-  readonly kind: 'error' | 'hang' | 'truncate' | 'corrupt';
+  readonly kind: 'error' | 'hang' | 'truncate' | 'corrupt' | 'lost';
   /** How many calls it hits; default 1. Infinity for every call until {@link MemoryObjectStore.clearFaults}. */
   readonly times?: number;
 }
@@ -153,7 +154,9 @@ export class MemoryObjectStore implements ObjectStore {
       const fault = this.takeFault(operation, key);
       if (fault === 'error') throw new ObjectStoreError(operation, key, 'InternalError (injected)');
       if (fault === 'hang') await new Promise<never>((_, reject) => deadline.addEventListener('abort', () => reject(deadline.reason as Error), { once: true }));
-      return run(fault === 'hang' ? undefined : fault);
+      const result = await run(fault === 'truncate' || fault === 'corrupt' ? fault : undefined);
+      if (fault === 'lost') throw new ObjectStoreError(operation, key, 'ECONNRESET (injected) after the call took effect');
+      return result;
     });
   }
 

@@ -13,6 +13,7 @@ import type { CatalogueRecords } from './segment-catalogue.js';
 import path from 'node:path';
 import { SUFFIX, segmentName } from './segment-files.js';
 import { Segment } from './segment.js';
+import type { SegmentSidecar } from './sidecar.js';
 
 /** A segment as listed by {@link SegmentList.infos}. */
 export interface SegmentInfo {
@@ -78,6 +79,16 @@ export class SegmentList {
     if (segment.basePosition >= this.later[0]!.basePosition) return;
     const i = this.catalogued.indexOf(segment.basePosition);
     if (this.catalogueObjects.get(i) === segment) this.catalogueObjects.delete(i);
+  }
+
+  /** The sidecar of the sealed segment starting at `basePosition` (no object is made for it), or undefined. */
+  sidecarOf(basePosition: number): SegmentSidecar | undefined {
+    if (this.catalogued.count > 0 && basePosition < this.later[0]!.basePosition) {
+      const i = this.catalogued.indexOf(basePosition);
+      return this.catalogued.basePositionAt(i) === basePosition ? this.catalogued.sidecarAt(i) : undefined;
+    }
+    const segment = this.find(basePosition);
+    return segment.basePosition === basePosition ? segment.sidecar : undefined;
   }
 
   /** Every Segment object in use (those that may hold files open). */

@@ -38,15 +38,15 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Clock } from '../clock.js';
-import { CorruptRecordError, StoreClosedError, StoreFailedError } from '../errors.js';
+import { CorruptFileError, CorruptRecordError, StoreClosedError, StoreFailedError } from '../errors.js';
 import * as files from './files.js';
 import { OffsetIndex } from './offset-index.js';
 import { BATCH_HEADER_BYTES, encodeFramedBatch, frameRecords } from './record-batch.js';
 import { recoverLog } from './recovery.js';
 import type { SegmentCatalogue } from './segment-catalogue.js';
 import type { SegmentInfo, SegmentList } from './segment-list.js';
-import { READ_CHUNK_BYTES, Segment, type LocatedBatch } from './segment.js';
-import { digestOpenFile, encodeSidecar, type FileDigest } from './sidecar.js';
+import { READ_CHUNK_BYTES, Segment, type LocatedBatch, type RemoteSegmentData } from './segment.js';
+import { digestOpenFile, encodeSidecar, type FileDigest, type SegmentSidecar } from './sidecar.js';
 
 export type Durability = 'fsync' | 'interval' | 'none';
 
@@ -82,6 +82,11 @@ export interface SegmentLogOptions {
   readonly onSeal?: (segment: SealingSegment, log: SegmentLog) => Promise<Record<string, FileDigest>>;
   /** Called once a segment's sidecar is durable (the segment is sealed), from the writer loop. */
   readonly afterSeal?: (segment: SealingSegment) => Promise<void>;
+  /**
+   * Where to read a sealed segment whose `.log` file is missing (tiering evicted it), or
+   * undefined when it is nowhere else (reading it is then CORRUPT_FILE).
+   */
+  readonly remoteData?: (segment: SegmentSidecar) => RemoteSegmentData | undefined;
 }
 
 /** Where an appended batch went. */
@@ -148,6 +153,22 @@ export class SegmentLog {
       this.intervalTimer = setInterval(() => this.syncIfDirty(), options.fsyncIntervalMs);
       this.intervalTimer.unref();
     }
+    // An idle log still rolls (and so seals, and tiering uploads) a segment older than segmentMaxAgeMs.
+    if (Number.isFinite(options.segmentMaxAgeMs)) {
+      this.ageTimer = setInterval(() => this.rollIfOld(), Math.min(Math.max(options.segmentMaxAgeMs / 4, 10), 60_000));
+      this.ageTimer.unref();
+    }
+  }
+
+  private readonly ageTimer: NodeJS.Timeout | undefined;
+
+  /** Rolls the active segment when its first batch is older than `segmentMaxAgeMs` (no append needed). */
+  rollIfOld(): void {
+    const active = this.active;
+    if (this.failure !== undefined || this.closing || active.isEmpty || this.interrupted.length > 0) return;
+    if (this.options.clock.now() - active.firstTimestamp! < this.options.segmentMaxAgeMs) return;
+    this.roll();
+    this.kick();
   }
 
   /** Opens (creating if needed) the log in `options.dir`, recovering the active segment's tail. */
@@ -349,6 +370,14 @@ export class SegmentLog {
 
   /** The seals scheduled so far, in order; never rejects (a failed seal fails the log). */
   private sealing: Promise<void> = Promise.resolve();
+
+  /** Resolves once every segment rolled so far whose batches are acknowledged is sealed. */
+  async sealsSettled(): Promise<void> {
+    for (let seen: Promise<void> | undefined; seen !== this.sealing; ) {
+      seen = this.sealing;
+      await seen;
+    }
+  }
 
   private async writeGroup(group: PendingBatch[], forceSync: boolean): Promise<void> {
     const touched: Segment[] = [];
@@ -585,6 +614,7 @@ export class SegmentLog {
 
   private leaveReader(segment: Segment): void {
     segment.readers--;
+    if (segment.readers === 0 && segment.dataEvicted) this.closeSealedData(segment);
     this.activeReads--;
     if (this.activeReads === 0) this.readsDrained?.();
     this.closeIdleSegments();
@@ -592,9 +622,49 @@ export class SegmentLog {
 
   private useCounter = 0;
 
-  /** Opens `segment`'s data file for reading unless it is open. */
+  /** Opens `segment`'s data file for reading unless it is open; an evicted one's data is read remotely. */
   private openDataFile(segment: Segment): void {
-    if (segment.fd === undefined) segment.openForReading();
+    if (segment.fd !== undefined || segment.remote !== undefined) return;
+    try {
+      segment.openForReading();
+    } catch (err) {
+      const remote = err instanceof CorruptFileError && segment.sidecar !== undefined ? this.options.remoteData?.(segment.sidecar) : undefined;
+      if (remote === undefined) throw err;
+      segment.remote = remote;
+    }
+  }
+
+  /** The sidecar of the sealed segment starting at `basePosition`. */
+  sidecarOf(basePosition: number): SegmentSidecar {
+    const sidecar = this.segments.sidecarOf(basePosition);
+    assert(sidecar !== undefined, `no sealed segment starts at ${basePosition}`);
+    return sidecar;
+  }
+
+  /**
+   * Tiering deleted (or is about to delete) the data file of a sealed segment: its descriptor is
+   * closed now if no read is using it, else when the last one ends, so the disk space is freed
+   * and later reads go to the remote copy.
+   */
+  dataEvicted(basePosition: number): void {
+    for (const segment of this.segments.objects()) {
+      if (segment.basePosition !== basePosition || !segment.sealed) continue;
+      if (segment.readers > 0) segment.dataEvicted = true;
+      else this.closeSealedData(segment);
+    }
+  }
+
+  private closeSealedData(segment: Segment): void {
+    segment.dataEvicted = false;
+    this.openSealed.delete(segment);
+    segment.index = undefined;
+    segment.indexLoading = undefined;
+    try {
+      segment.closeDataFileSync();
+    } catch {
+      // A failed close of a file only read from loses nothing; the descriptor is gone either way.
+    }
+    this.segments.release(segment);
   }
 
   /** Closes the least recently read idle sealed segments past `maxOpenSegments`. */
@@ -604,19 +674,9 @@ export class SegmentLog {
     const open = [...this.openSealed].filter((s) => s.readers === 0);
     if (open.length <= limit) return;
     open.sort((a, b) => a.lastUsed - b.lastUsed);
-    for (const segment of open.slice(0, open.length - limit)) {
-      this.openSealed.delete(segment);
-      // Its offset index goes too (reloaded from its file on the next read), so that memory
-      // for sealed segments stays bounded by maxOpenSegments, not by how many were ever read.
-      segment.index = undefined;
-      segment.indexLoading = undefined;
-      try {
-        segment.closeDataFileSync();
-      } catch {
-        // A failed close of a file only read from loses nothing; the descriptor is gone either way.
-      }
-      this.segments.release(segment);
-    }
+    // Its offset index goes too (reloaded from its file on the next read), so that memory for
+    // sealed segments stays bounded by maxOpenSegments, not by how many were ever read.
+    for (const segment of open.slice(0, open.length - limit)) this.closeSealedData(segment);
   }
 
   private indexOf(segment: Segment): Promise<OffsetIndex> {
@@ -638,6 +698,7 @@ export class SegmentLog {
   private async closeOnce(): Promise<void> {
     this.closing = true;
     if (this.intervalTimer !== undefined) clearInterval(this.intervalTimer);
+    if (this.ageTimer !== undefined) clearInterval(this.ageTimer);
     try {
       while (this.looping) await this.loop;
       await this.sealing;

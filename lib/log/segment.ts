@@ -20,6 +20,19 @@ import { BATCH_HEADER_BYTES, checkBatch, corruptBatch, decodeRecords, type Recor
 import { SUFFIX, segmentFile } from './segment-files.js';
 import type { FileDigest, SegmentSidecar } from './sidecar.js';
 
+/**
+ * The data of a sealed segment that is not on the local disk (tiering evicted it): byte ranges
+ * fetched from elsewhere. Ranges may come back shorter than asked only at the end of the data;
+ * every batch read through it is CRC-checked like a local one.
+ */
+export interface RemoteSegmentData {
+  /** The bytes, when they can be had without waiting (cached); else undefined. */
+  readSync(byteOffset: number, length: number): Buffer | undefined;
+  read(byteOffset: number, length: number): Promise<Buffer>;
+  /** Forgets what was fetched: a batch in it failed its checks, and a retry should fetch again. */
+  discard(): void;
+}
+
 /** A batch read from the log, with where it was found. */
 export interface LocatedBatch extends RecordBatch {
   readonly segmentBase: number;
@@ -35,6 +48,8 @@ const POINT_READ_GUESS_BYTES = 4 * 1024;
 
 export class Segment {
   fd: number | undefined;
+  /** Where a sealed segment's data is read from when its `.log` file is gone (evicted by tiering). */
+  remote: RemoteSegmentData | undefined;
   /** The active segment's index file, open for appending entries. */
   indexFd: number | undefined;
   indexLoading: Promise<OffsetIndex> | undefined;
@@ -56,6 +71,8 @@ export class Segment {
   /** Loaded eagerly for the active segment, lazily for sealed ones. */
   index: OffsetIndex | undefined;
   sidecar: SegmentSidecar | undefined;
+  /** Set when tiering evicted the data file while a read had it open: closed when the last read ends. */
+  dataEvicted = false;
   /** Reads in flight; the file descriptor is not closed while this is positive. */
   readers = 0;
   lastUsed = 0;
@@ -134,6 +151,7 @@ export class Segment {
     assert(this.indexFd === undefined);
     const { fd } = this;
     this.fd = undefined;
+    this.remote = undefined;
     if (fd !== undefined) fs.closeSync(fd);
   }
 
@@ -141,6 +159,7 @@ export class Segment {
   async closeFiles(): Promise<void> {
     const { fd, indexFd } = this;
     this.fd = undefined;
+    this.remote = undefined;
     this.indexFd = undefined;
     if (fd !== undefined) await files.close(fd);
     if (indexFd !== undefined) await files.close(indexFd);
@@ -210,9 +229,10 @@ export class Segment {
    * larger chunks asynchronously.
    */
   async readRange(byteOffset: number, length: number): Promise<Buffer> {
-    assert(this.fd !== undefined && this.readers > 0);
+    assert((this.fd !== undefined || this.remote !== undefined) && this.readers > 0);
     const available = Math.max(0, Math.min(length, this.committedBytes - byteOffset));
     if (available === 0) return Buffer.alloc(0);
+    if (this.fd === undefined) return this.remote!.read(byteOffset, available);
     return available <= SYNC_READ_MAX_BYTES ? files.readAtSync(this.fd, available, byteOffset) : files.readAt(this.fd, available, byteOffset);
   }
 
@@ -241,6 +261,7 @@ export class Segment {
         buf = await this.readRange(cursor, length);
         if (buf.length < length) {
           // The file ends before the size its sidecar (or the writer) recorded: it was cut.
+          this.remote?.discard();
           throw new CorruptRecordError({ file: this.logFile, byteOffset: cursor, reason: `the file ends ${length - buf.length} bytes into this batch, before its recorded size`, position });
         }
         at = 0;
@@ -259,9 +280,13 @@ export class Segment {
 
   /** The checked batch at `at` of `buf` (read at `byteOffset` of the file), decoded; throws CorruptRecordError for a bad one. */
   private decoded(buf: Buffer, at: number, check: ReturnType<typeof checkBatch>, byteOffset: number, position: number | undefined): LocatedBatch {
-    if (!check.ok || check.header === undefined) throw corruptBatch(this.logFile, byteOffset, check, position);
+    if (!check.ok || check.header === undefined) {
+      this.remote?.discard();
+      throw corruptBatch(this.logFile, byteOffset, check, position);
+    }
     const records = decodeRecords(buf, at, check.header);
     if (records === undefined) {
+      this.remote?.discard();
       throw new CorruptRecordError({ file: this.logFile, byteOffset, reason: 'record lengths do not match the batch length', position });
     }
     return { ...check.header, records, segmentBase: this.basePosition, byteOffset };
@@ -284,16 +309,18 @@ export class Segment {
    * larger than {@link SYNC_READ_MAX_BYTES}. The caller holds a reader slot.
    */
   readBatchAtSync(byteOffset: number, endHint?: number): LocatedBatch | undefined {
-    assert(this.fd !== undefined && this.readers > 0);
+    assert((this.fd !== undefined || this.remote !== undefined) && this.readers > 0);
     let length = this.firstReadBytes(byteOffset, endHint);
     for (;;) {
       if (length > SYNC_READ_MAX_BYTES) return undefined;
-      const buf = files.readAtSync(this.fd, length, byteOffset);
+      const buf = this.fd !== undefined ? files.readAtSync(this.fd, length, byteOffset) : this.remote!.readSync(byteOffset, length);
+      if (buf === undefined) return undefined;
       const check = checkBatch(buf, 0, this.committedBytes - byteOffset);
       if (check.incomplete !== true) return this.decoded(buf, 0, check, byteOffset, undefined);
       const needed = Math.max(check.header?.batchLength ?? BATCH_HEADER_BYTES, BATCH_HEADER_BYTES);
       if (buf.length < length || needed <= buf.length) {
         // The file ends before the size its sidecar (or the writer) recorded: it was cut.
+        this.remote?.discard();
         throw new CorruptRecordError({ file: this.logFile, byteOffset, reason: `the file ends ${needed - buf.length} bytes into this batch, before its recorded size` });
       }
       length = needed;

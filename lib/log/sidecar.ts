@@ -56,22 +56,35 @@ export async function digestFile(file: string): Promise<FileDigest> {
 }
 
 export function encodeSidecar(sidecar: SegmentSidecar): string {
-  const body = JSON.stringify(sidecar);
-  return JSON.stringify({ crc32c: crc32c(Buffer.from(body)), body }) + '\n';
+  return encodeCheckedJson(sidecar);
 }
 
 /** Parses a sidecar; throws CorruptFileError when it is damaged. */
 export function decodeSidecar(file: string, text: Buffer): SegmentSidecar {
+  const sidecar = decodeCheckedJson<SegmentSidecar>(file, text, 'sidecar');
+  if (sidecar.formatVersion !== 1) throw new CorruptFileError(file, `unknown sidecar version ${String(sidecar.formatVersion)}`);
+  return sidecar;
+}
+
+/**
+ * A JSON document that carries a CRC-32C of its own body: `{"crc32c":…,"body":"<JSON>"}` and a
+ * newline. Sidecars and tiering's commit objects are written so.
+ */
+export function encodeCheckedJson(value: unknown): string {
+  const body = JSON.stringify(value);
+  return JSON.stringify({ crc32c: crc32c(Buffer.from(body)), body }) + '\n';
+}
+
+/** Parses {@link encodeCheckedJson}'s output; throws CorruptFileError naming `what` when it is damaged. */
+export function decodeCheckedJson<T>(file: string, text: Buffer, what: string): T {
   let envelope: { crc32c?: unknown; body?: unknown };
   try {
     envelope = JSON.parse(text.toString('utf8')) as typeof envelope;
   } catch (err) {
-    throw new CorruptFileError(file, 'sidecar is not JSON', { cause: err });
+    throw new CorruptFileError(file, `${what} is not JSON`, { cause: err });
   }
   if (typeof envelope.body !== 'string' || crc32c(Buffer.from(envelope.body)) !== envelope.crc32c) {
-    throw new CorruptFileError(file, 'sidecar CRC mismatch');
+    throw new CorruptFileError(file, `${what} CRC mismatch`);
   }
-  const sidecar = JSON.parse(envelope.body) as SegmentSidecar;
-  if (sidecar.formatVersion !== 1) throw new CorruptFileError(file, `unknown sidecar version ${String(sidecar.formatVersion)}`);
-  return sidecar;
+  return JSON.parse(envelope.body) as T;
 }

@@ -18,6 +18,7 @@ import { RecordEncoder } from './codec.js';
 import { resolveOptions, type EventStoreOptions, type ResolvedOptions } from './options.js';
 import { readAll, readStream, type ReadContext } from './reads.js';
 import { StreamIndex, type IndexHead } from './stream-index.js';
+import { Tiering, TIERING_OFF, type TieringControl } from '../tiering/tiering.js';
 import type { AppendOptions, AppendRequest, AppendResult, EventData, ReadAllOptions, ReadStreamOptions, RecordedEvent, StreamHead } from './types.js';
 import { AppendValidator, type PreparedRequest } from './validation.js';
 import type { Observable } from 'rxjs';
@@ -61,6 +62,7 @@ export class EventStore {
     private readonly lock: FileLock,
     private readonly log: SegmentLog,
     private readonly index: StreamIndex,
+    private readonly tiering_: Tiering | undefined,
   ) {
     this.validator = new AppendValidator(options.maxEventBytes, options.eventClasses);
     this.reads = { log, index, assertOpen: () => this.assertOpen() };
@@ -84,8 +86,11 @@ export class EventStore {
     await createDirectory(resolved.dir);
     const lock = FileLock.acquire(resolved.dir);
     let log: SegmentLog | undefined;
+    let tiering: Tiering | undefined;
     try {
       const logDir = path.join(resolved.dir, 'log');
+      tiering = resolved.tiering === undefined ? undefined : await Tiering.open(resolved.dir, logDir, resolved.tiering, resolved.clock);
+      const tiered = tiering;
       log = await SegmentLog.open({
         dir: logDir,
         durability: resolved.durability,
@@ -97,18 +102,30 @@ export class EventStore {
         maxOpenSegments: resolved.maxOpenSegments,
         clock: resolved.clock,
         onSeal: (segment, sealingLog) => StreamIndex.sealSegment(segment, sealingLog),
+        afterSeal: async (segment) => tiered?.sealed(segment.basePosition),
+        remoteData: tiered === undefined ? undefined : (sidecar) => tiered.remoteData(sidecar),
       });
       const index = await StreamIndex.open(resolved.dir, logDir, log, resolved.indexCheckpointEvents);
-      const store = new EventStore(resolved, lock, log, index);
+      tiering?.start(log);
+      const store = new EventStore(resolved, lock, log, index, tiering);
       const opened = log;
       const syncFirst = resolved.durability === 'fsync' ? undefined : () => opened.flush();
       store.stopCheckpointing = log.onCommit(() => index.noteCommitted(opened, syncFirst));
       return store;
     } catch (err) {
+      await tiering?.close().catch(() => {});
       await log?.close().catch(() => {});
       lock.release();
       throw err;
     }
+  }
+
+  /**
+   * Tiering to the object store of the `tiering` option: `drain()`, `status()`, `scrub()`,
+   * `clearCache()`. Without the option, drain resolves at once and status says it is off.
+   */
+  get tiering(): TieringControl {
+    return this.tiering_ ?? TIERING_OFF;
   }
 
   /**
@@ -142,6 +159,8 @@ export class EventStore {
 
   private async append(requests: readonly AppendRequest[], prefixOf: (i: number) => string, skipRetryCheck = false, system = false): Promise<AppendResult[]> {
     this.assertOpen();
+    const fenced = this.tiering_?.fenced;
+    if (fenced !== undefined) throw fenced;
     // Appends outrunning the stream index's database wait for it (see StreamIndex.backpressure).
     for (let wait = this.index.backpressure(); wait !== undefined; wait = this.index.backpressure()) {
       await wait;
@@ -411,6 +430,7 @@ export class EventStore {
     this.stopCheckpointing();
     for (const complete of [...this.closeListeners]) complete(); // Every subscription completes.
     let failure: unknown;
+    await this.tiering_?.close().catch(() => {}); // An upload in flight is redone on the next open.
     try {
       await this.log.close(); // Rejects with StoreFailedError when the final sync fails.
     } catch (err) {

@@ -8,6 +8,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { InvalidOptionsError, type ValidationFailure } from '../errors.js';
 import type { Durability } from '../log/segment-log.js';
 import type { EventClasses } from './validation.js';
+import type { TieringOptions } from '../tiering/tiering.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -58,9 +59,14 @@ export interface EventStoreOptions {
   readonly eventClasses?: EventClasses;
   /** Time source, for tests. Default: `Date.now`. */
   readonly clock?: Clock;
+  /**
+   * Upload sealed segments to an object store, evict their local data past a retention bound,
+   * and read evicted data back through a cache (see `TieringOptions`). Default: off.
+   */
+  readonly tiering?: TieringOptions;
 }
 
-export type ResolvedOptions = Required<Readonly<EventStoreOptions>>;
+export type ResolvedOptions = Required<Readonly<Omit<EventStoreOptions, 'tiering'>>> & { readonly tiering: TieringOptions | undefined };
 
 export const DEFAULT_OPTIONS = Object.freeze({
   durability: 'fsync' as Durability,
@@ -152,10 +158,34 @@ export function resolveOptions(options: EventStoreOptions): ResolvedOptions {
     if (typeof EventClass !== 'function') failures.push({ path: `options.eventClasses.${type}`, constraint: 'isClass', message: 'must be a class' });
   }
   if (typeof merged.clock?.now !== 'function') failures.push({ path: 'options.clock', constraint: 'isClock', message: 'must have a now() method' });
+  if (merged.tiering !== undefined) failures.push(...checkTiering(merged.tiering));
   if (failures.length > 0) throw new InvalidOptionsError(failures);
-  return Object.freeze(merged) as ResolvedOptions;
+  return Object.freeze({ tiering: undefined, ...merged }) as ResolvedOptions;
 }
 
 function definedOnly<T extends object>(options: T): Partial<T> {
   return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** The checks of the `tiering` option. */
+function checkTiering(tiering: TieringOptions): ValidationFailure[] {
+  if (typeof tiering !== 'object' || tiering === null) {
+    return [{ path: 'options.tiering', constraint: 'isObject', message: 'must be an object such as { objectStore: new FsObjectStore({ dir }) }' }];
+  }
+  const failures: ValidationFailure[] = [];
+  const store = tiering.objectStore as unknown as Record<string, unknown> | undefined;
+  const missing = ['put', 'get', 'head', 'list', 'delete'].filter((m) => typeof store?.[m] !== 'function');
+  if (missing.length > 0) {
+    failures.push({ path: 'options.tiering.objectStore', constraint: 'isObjectStore', message: `must be an ObjectStore (an adapter from coldstream/adapters/*); lacks ${missing.join(', ')}` });
+  }
+  const integer = (name: 'localRetentionBytes' | 'localRetentionMs' | 'cacheBytes', min: number, unit: string): void => {
+    const value = tiering[name];
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < min)) {
+      failures.push({ path: `options.tiering.${name}`, constraint: 'min', message: `must be an integer number of ${unit}, at least ${min}` });
+    }
+  };
+  integer('localRetentionBytes', 0, 'bytes');
+  integer('localRetentionMs', 1, 'milliseconds');
+  integer('cacheBytes', 64 * KiB, 'bytes');
+  return failures;
 }

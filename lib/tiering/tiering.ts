@@ -1,0 +1,531 @@
+/**
+ * Tiering: sealed segments uploaded to an object store in the background, their local data
+ * evicted past a retention bound, and evicted data read back through a bounded cache.
+ *
+ * Uploading. Sealed segments are uploaded one at a time, in position order, from a queue fed
+ * after each seal (never inside it) and, on open, with every sealed segment not yet recorded as
+ * remote. For each segment: if a commit object already exists (a crash after committing, before
+ * recording it here), it is checked against the local sidecar and adopted. Otherwise every file
+ * is read, checked against the sidecar's size and CRC-32C (a damaged local file is never
+ * uploaded), and put under a fresh attempt's keys with its Content-MD5; each upload is verified
+ * by the etag the server computed (its MD5 of what it stored), else by reading it back and
+ * checking its CRC. Then the commit object is written (a conditional put: never replaced) and
+ * the commit recorded locally (remote-state.ts). A failure anywhere leaves the segment queued:
+ * it is retried with jittered exponential backoff, and appends are not affected. Objects of a
+ * failed attempt are orphans that {@link Tiering.scrub} removes.
+ *
+ * Eviction. After each commit (and on open), the data files (`.log`) of the oldest committed
+ * segments are deleted while the local sealed data exceeds `localRetentionBytes`, or while it is
+ * older than `localRetentionMs`. The small files (`.index`, `.streams`, `.sealed`) stay. A reader
+ * that has the file open keeps reading it (POSIX unlink); later reads fetch byte ranges through
+ * the block cache (block-cache.ts).
+ *
+ * Fencing. Each writer of a bucket prefix has an epoch, an object `writers/<epoch>` created with
+ * a conditional put; the store keeps its own in `tiering/writer.json`. Before each commit the
+ * writer checks that no higher epoch exists; if one does, it is fenced (appends fail with
+ * FENCED). The commit's own conditional put closes most of the window between that check and
+ * the write; where the object store ignores conditional writes, a writer that was superseded in
+ * that window can still commit one segment.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ColdstreamError, CorruptFileError, FencedError, ObjectNotFoundError, ObjectStoreError, PreconditionFailedError } from '../errors.js';
+import type { Clock } from '../clock.js';
+import { crc32c } from '../log/crc.js';
+import * as files from '../log/files.js';
+import { segmentFile, SUFFIX } from '../log/segment-files.js';
+import type { SegmentLog } from '../log/segment-log.js';
+import type { RemoteSegmentData } from '../log/segment.js';
+import type { SegmentSidecar } from '../log/sidecar.js';
+import { BlockCache, type CacheStats } from './block-cache.js';
+import {
+  commitKey,
+  decodeCommit,
+  encodeCommit,
+  parseWriterKey,
+  sameSegment,
+  segmentFiles,
+  segmentObjectKey,
+  SEGMENTS_PREFIX,
+  WRITERS_PREFIX,
+  writerKey,
+  COMMITS_PREFIX,
+  parseCommitKey,
+  type Commit,
+} from './layout.js';
+import { listAll, type ObjectStore } from './object-store.js';
+import { RemoteState } from './remote-state.js';
+
+/** The `tiering` option of `EventStore.open`. */
+export interface TieringOptions {
+  /** Where sealed segments go: an adapter from `coldstream/adapters/*`. */
+  readonly objectStore: ObjectStore;
+  /**
+   * Sealed segment data kept locally; the oldest segments beyond it are evicted once verified
+   * remote (the store then holds at most this plus one segment). Default 1 GiB; 0 evicts every
+   * segment as soon as it is remote.
+   */
+  readonly localRetentionBytes?: number;
+  /** Sealed data older than this (by its last event) is evicted once remote, whatever its size. Default: no age limit. */
+  readonly localRetentionMs?: number;
+  /** Memory for blocks of evicted segments read back (LRU by bytes). Default 64 MiB. */
+  readonly cacheBytes?: number;
+}
+
+export const TIERING_DEFAULTS = Object.freeze({
+  localRetentionBytes: 1024 * 1024 * 1024,
+  cacheBytes: 64 * 1024 * 1024,
+});
+
+/** What {@link Tiering.status} reports. */
+export interface TieringStatus {
+  readonly enabled: boolean;
+  /** The object store's description (kind, bucket, prefix; never credentials). */
+  readonly objectStore: string | undefined;
+  /** This writer's epoch on the prefix, once claimed. */
+  readonly epoch: number | undefined;
+  /** Sealed segments not yet verified remote. */
+  readonly backlog: { readonly segments: number; readonly bytes: number };
+  /** Segments committed remote. */
+  readonly remoteSegments: number;
+  /** Sealed segments whose data is on the local disk, and its bytes. */
+  readonly local: { readonly segments: number; readonly bytes: number };
+  /** Uploaded by this process since open. */
+  readonly uploaded: { readonly segments: number; readonly bytes: number };
+  readonly cache: CacheStats & { readonly hitRatio: number };
+  /** The last error of an upload or eviction (cleared by the next success), with when it happened. */
+  readonly lastError: { readonly message: string; readonly code: string; readonly at: Date } | undefined;
+  readonly fenced: boolean;
+}
+
+/** `store.tiering`: the tiering layer as the application sees it. */
+export interface TieringControl {
+  /** Resolves once every segment sealed so far is verified remote and retention has run. */
+  drain(): Promise<void>;
+  status(): TieringStatus;
+  /** Deletes orphan objects and reports committed segments whose objects are missing or the wrong size. */
+  scrub(): Promise<ScrubReport>;
+  /** Empties the cache of evicted segments' blocks. */
+  clearCache(): void;
+}
+
+export interface ScrubReport {
+  readonly deleted: readonly string[];
+  readonly damaged: readonly { readonly basePosition: number; readonly key: string; readonly reason: string }[];
+}
+
+/** `store.tiering` of a store opened without the `tiering` option. */
+export const TIERING_OFF: TieringControl = Object.freeze({
+  drain: () => Promise.resolve(),
+  status: (): TieringStatus => ({
+    enabled: false,
+    objectStore: undefined,
+    epoch: undefined,
+    backlog: { segments: 0, bytes: 0 },
+    remoteSegments: 0,
+    local: { segments: 0, bytes: 0 },
+    uploaded: { segments: 0, bytes: 0 },
+    cache: { bytes: 0, maxBytes: 0, hits: 0, misses: 0, gets: 0, bytesFetched: 0, hitRatio: 0 },
+    lastError: undefined,
+    fenced: false,
+  }),
+  scrub: () => Promise.resolve({ deleted: [], damaged: [] }),
+  clearCache: () => {},
+});
+
+const BACKOFF_MIN_MS = 100;
+const BACKOFF_MAX_MS = 30_000;
+const WRITER_FILE = 'writer.json';
+
+export class Tiering implements TieringControl {
+  private log!: SegmentLog;
+  private readonly queue: number[] = [];
+  private readonly queued = new Set<number>();
+  /** Sealed segments with local data, oldest first: base → [data bytes, last timestamp]. */
+  private readonly localData = new Map<number, { bytes: number; lastTimestamp: number }>();
+  private epoch: number | undefined;
+  private fencedBy: FencedError | undefined;
+  private lastError: TieringStatus['lastError'];
+  private uploaded = { segments: 0, bytes: 0 };
+  private wake: (() => void) | undefined;
+  private drainWaiters: { resolve(): void; reject(err: unknown): void }[] = [];
+  private readonly abort = new AbortController();
+  private running: Promise<void> | undefined;
+  private closed = false;
+  private failures = 0;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly logDir: string,
+    readonly options: Required<Omit<TieringOptions, 'localRetentionMs'>> & { localRetentionMs: number | undefined },
+    private readonly state: RemoteState,
+    private readonly cache: BlockCache,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Opens tiering's local state in `<storeDir>/tiering`. The log is attached by {@link start}. */
+  static async open(storeDir: string, logDir: string, options: TieringOptions, clock: Clock): Promise<Tiering> {
+    const dir = path.join(storeDir, 'tiering');
+    const { state } = await RemoteState.open(dir);
+    const resolved = {
+      objectStore: options.objectStore,
+      localRetentionBytes: options.localRetentionBytes ?? TIERING_DEFAULTS.localRetentionBytes,
+      localRetentionMs: options.localRetentionMs,
+      cacheBytes: options.cacheBytes ?? TIERING_DEFAULTS.cacheBytes,
+    };
+    return new Tiering(dir, logDir, resolved, state, new BlockCache(options.objectStore, resolved.cacheBytes), clock);
+  }
+
+  private get store(): ObjectStore {
+    return this.options.objectStore;
+  }
+
+  /**
+   * Where the log reads a sealed segment whose data file is gone: the committed attempt's
+   * `.log` object through the cache, or undefined when the segment is not remote.
+   */
+  remoteData(sidecar: SegmentSidecar): RemoteSegmentData | undefined {
+    const attempt = this.state.committed.get(sidecar.basePosition);
+    if (attempt === undefined) return undefined;
+    return this.cache.reader(segmentObjectKey(sidecar.basePosition, attempt, SUFFIX.log), sidecar.data.bytes);
+  }
+
+  /**
+   * Starts the background work on `log`: queues every sealed segment not yet remote, and claims
+   * (or checks) this writer's epoch first thing in the loop.
+   */
+  start(log: SegmentLog): void {
+    this.log = log;
+    for (const info of log.segmentInfos()) {
+      if (!info.sealed) continue;
+      if (!this.state.evicted.has(info.basePosition)) {
+        this.localData.set(info.basePosition, { bytes: info.bytes, lastTimestamp: log.sidecarOf(info.basePosition).lastTimestamp });
+      }
+      if (!this.state.committed.has(info.basePosition)) this.enqueue(info.basePosition);
+    }
+    this.running = this.run();
+  }
+
+  /** Queues a segment sealed since open (the log's afterSeal hook). */
+  sealed(basePosition: number): void {
+    if (this.running === undefined) return; // Sealed while the store opens: start() queues it.
+    const sidecar = this.log.sidecarOf(basePosition);
+    this.localData.set(basePosition, { bytes: sidecar.data.bytes, lastTimestamp: sidecar.lastTimestamp });
+    this.enqueue(basePosition);
+  }
+
+  private enqueue(basePosition: number): void {
+    if (this.queued.has(basePosition)) return;
+    this.queued.add(basePosition);
+    this.queue.push(basePosition);
+    this.wake?.();
+  }
+
+  /** The error appends fail with once this writer was superseded on its prefix, else undefined. */
+  get fenced(): FencedError | undefined {
+    return this.fencedBy;
+  }
+
+  /**
+   * Resolves once every segment sealed so far (and every one rolled whose seal is under way) is
+   * verified remote and retention has run. Rejects with FENCED when this writer is fenced.
+   */
+  async drain(): Promise<void> {
+    await this.log.sealsSettled();
+    if (this.closed) throw new ObjectStoreError('drain', '', 'tiering is closed');
+    if (this.fencedBy !== undefined) throw this.fencedBy;
+    return new Promise((resolve, reject) => {
+      this.drainWaiters.push({ resolve, reject });
+      this.wake?.();
+    });
+  }
+
+  status(): TieringStatus {
+    let backlogBytes = 0;
+    for (const base of this.queue) backlogBytes += this.localData.get(base)?.bytes ?? 0;
+    let localBytes = 0;
+    for (const { bytes } of this.localData.values()) localBytes += bytes;
+    const cache = this.cache.stats();
+    const lookups = cache.hits + cache.misses;
+    return {
+      enabled: true,
+      objectStore: this.store.description,
+      epoch: this.epoch,
+      backlog: { segments: this.queue.length, bytes: backlogBytes },
+      remoteSegments: this.state.committed.size,
+      local: { segments: this.localData.size, bytes: localBytes },
+      uploaded: { ...this.uploaded },
+      cache: { ...cache, hitRatio: lookups === 0 ? 0 : cache.hits / lookups },
+      lastError: this.lastError,
+      fenced: this.fencedBy !== undefined,
+    };
+  }
+
+  /** Empties the cache of evicted segments' blocks. */
+  clearCache(): void {
+    this.cache.clear();
+  }
+
+  // ------------------------------------------------------------------------------ the loop
+
+  private async run(): Promise<void> {
+    while (!this.closed) {
+      try {
+        if (this.epoch === undefined) await this.claimEpoch();
+        if (this.queue.length > 0) {
+          const base = this.queue[0]!;
+          await this.upload(base);
+          this.queue.shift();
+          this.queued.delete(base);
+        }
+        await this.applyRetention();
+        this.failures = 0;
+        this.lastError = undefined;
+      } catch (err) {
+        if (this.closed) break;
+        this.lastError = { message: (err as Error).message, code: err instanceof ColdstreamError ? err.code : ((err as NodeJS.ErrnoException).code ?? 'ERROR'), at: new Date() };
+        if (err instanceof FencedError) {
+          this.fencedBy = err;
+          this.settleDrains(err);
+          return;
+        }
+        this.failures++;
+        const ms = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(this.failures, 20)) * (0.5 + Math.random() / 2);
+        await this.sleep(ms);
+        continue;
+      }
+      if (this.queue.length === 0) {
+        this.settleDrains();
+        await this.sleep(Infinity);
+      }
+    }
+  }
+
+  private settleDrains(err?: unknown): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) (err === undefined ? w.resolve() : w.reject(err));
+  }
+
+  /** Waits `ms`, or until woken (new work, a drain, close). */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = Number.isFinite(ms) ? setTimeout(done, ms) : undefined;
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = () => {
+        this.wake = undefined;
+        done();
+      };
+    });
+  }
+
+  // ---------------------------------------------------------------------------- uploading
+
+  private async upload(base: number): Promise<void> {
+    if (this.state.committed.has(base)) return;
+    const sidecar = this.log.sidecarOf(base);
+    const existing = await this.readCommit(base);
+    if (existing !== undefined) {
+      this.adoptCommit(existing, sidecar);
+      await this.state.noteCommitted(base, existing.attempt);
+      return;
+    }
+    const attempt = randomBytes(8).toString('hex');
+    let bytes = 0;
+    for (const [suffix, digest] of segmentFiles(sidecar)) {
+      const file = segmentFile(this.logDir, base, suffix);
+      const body = await fs.promises.readFile(file);
+      if (body.length !== digest.bytes || crc32c(body) !== digest.crc32c) {
+        throw new CorruptFileError(file, `its size or CRC-32C does not match the segment's sidecar: it is not uploaded (restore the file, or remove the segment's sidecar for it to be re-sealed)`);
+      }
+      const key = segmentObjectKey(base, attempt, suffix);
+      const md5 = createHash('md5').update(body).digest();
+      const put = await this.store.put(key, body, { md5: md5.toString('base64'), signal: this.abort.signal });
+      await this.verifyUpload(key, body.length, digest.crc32c, md5.toString('hex'), put.etag);
+      bytes += body.length;
+    }
+    const committed = await this.writeCommit(base, { formatVersion: 1, attempt, epoch: this.epoch!, sidecar });
+    await this.state.noteCommitted(base, committed);
+    this.uploaded.segments++;
+    this.uploaded.bytes += bytes;
+  }
+
+  /** Checks that the object at `key` holds the bytes uploaded: by the server's MD5 etag, else by reading it back. */
+  private async verifyUpload(key: string, size: number, crc: number, md5: string, etag: string | undefined): Promise<void> {
+    if (etag === md5) return;
+    const head = await this.store.head(key, { signal: this.abort.signal });
+    if (head === undefined) throw new ObjectStoreError('verify', key, 'the object is missing right after its upload');
+    if (head.size !== size) throw new ObjectStoreError('verify', key, `the object holds ${head.size} bytes, not the ${size} uploaded`);
+    if (head.etag === md5) return;
+    const back = await this.store.get(key, { signal: this.abort.signal });
+    if (back.length !== size || crc32c(back) !== crc) throw new ObjectStoreError('verify', key, 'the object read back does not match the CRC-32C of what was uploaded');
+  }
+
+  /**
+   * The commit object of `base`, or undefined when there is none. A damaged one (cut short by an
+   * interrupted PUT: servers such as s3rver keep the part that arrived) is accepted by no reader,
+   * so it is deleted and reported as none.
+   */
+  private async readCommit(base: number): Promise<Commit | undefined> {
+    const key = commitKey(base);
+    let bytes: Buffer;
+    try {
+      bytes = await this.store.get(key, { signal: this.abort.signal });
+    } catch (err) {
+      if (err instanceof ObjectNotFoundError) return undefined;
+      throw err;
+    }
+    try {
+      return decodeCommit(key, bytes, base);
+    } catch (err) {
+      if (!(err instanceof CorruptFileError)) throw err;
+      await this.store.delete(key, { signal: this.abort.signal });
+      return undefined;
+    }
+  }
+
+  /**
+   * Accepts a commit found in the object store if it describes the local segment; one that
+   * describes other data was written by another writer of the prefix, which supersedes this one.
+   */
+  private adoptCommit(commit: Commit, sidecar: SegmentSidecar): void {
+    if (!sameSegment(commit.sidecar, sidecar)) throw new FencedError(this.epoch ?? 0, commit.epoch);
+  }
+
+  /** Writes the commit object (never replacing one); returns the attempt committed. */
+  private async writeCommit(base: number, commit: Commit): Promise<string> {
+    await this.checkNotSuperseded();
+    const key = commitKey(base);
+    try {
+      if (!this.store.conditionalWrites && (await this.store.head(key, { signal: this.abort.signal })) !== undefined) {
+        throw new PreconditionFailedError(key);
+      }
+      await this.store.put(key, encodeCommit(commit), { ifNoneMatch: true, signal: this.abort.signal });
+      return commit.attempt;
+    } catch (err) {
+      if (!(err instanceof PreconditionFailedError)) throw err;
+      // Committed already: by an earlier try of ours whose answer was lost, or by another writer.
+      const existing = await this.readCommit(base);
+      if (existing === undefined) throw err; // It was damaged, and is gone now: the next try writes it.
+      this.adoptCommit(existing, commit.sidecar);
+      return existing.attempt;
+    }
+  }
+
+  // ------------------------------------------------------------------------------ fencing
+
+  /** Reads this store's epoch, or claims the next one on the prefix; fenced when a newer one exists. */
+  private async claimEpoch(): Promise<void> {
+    const file = path.join(this.dir, WRITER_FILE);
+    const local = await files.readFileIfExists(file);
+    const newest = await this.newestEpoch();
+    if (local !== undefined) {
+      const { epoch } = JSON.parse(local.toString('utf8')) as { epoch: number };
+      if (newest !== undefined && newest > epoch) throw new FencedError(epoch, newest);
+      this.epoch = epoch;
+      return;
+    }
+    for (let epoch = (newest ?? 0) + 1; ; epoch++) {
+      try {
+        if (!this.store.conditionalWrites && (await this.store.head(writerKey(epoch))) !== undefined) continue;
+        await this.store.put(writerKey(epoch), Buffer.from(JSON.stringify({ epoch, at: new Date(this.clock.now()).toISOString() })), { ifNoneMatch: true, signal: this.abort.signal });
+      } catch (err) {
+        if (err instanceof PreconditionFailedError) continue;
+        throw err;
+      }
+      await files.writeFileAtomic(file, JSON.stringify({ epoch }));
+      this.epoch = epoch;
+      return;
+    }
+  }
+
+  private async newestEpoch(): Promise<number | undefined> {
+    let newest: number | undefined;
+    for await (const info of listAll(this.store, WRITERS_PREFIX, this.abort.signal)) {
+      const epoch = parseWriterKey(info.key);
+      if (epoch !== undefined && (newest === undefined || epoch > newest)) newest = epoch;
+    }
+    return newest;
+  }
+
+  private async checkNotSuperseded(): Promise<void> {
+    const epoch = this.epoch!;
+    if ((await this.store.head(writerKey(epoch + 1), { signal: this.abort.signal })) !== undefined) {
+      throw new FencedError(epoch, (await this.newestEpoch()) ?? epoch + 1);
+    }
+  }
+
+  // ------------------------------------------------------------------------------ retention
+
+  private async applyRetention(): Promise<void> {
+    const now = this.clock.now();
+    let localBytes = 0;
+    for (const { bytes } of this.localData.values()) localBytes += bytes;
+    // Oldest first: Map iteration is insertion order, and segments are added in position order.
+    for (const [base, { bytes, lastTimestamp }] of this.localData) {
+      const tooOld = this.options.localRetentionMs !== undefined && now - lastTimestamp > this.options.localRetentionMs;
+      if (localBytes <= this.options.localRetentionBytes && !tooOld) break;
+      if (!this.state.committed.has(base)) break; // Never past a segment that is not remote yet.
+      await this.state.noteEvicted(base);
+      await files.unlinkIfExists(segmentFile(this.logDir, base, SUFFIX.log));
+      this.log.dataEvicted(base);
+      this.localData.delete(base);
+      localBytes -= bytes;
+    }
+  }
+
+  // ------------------------------------------------------------------------------ scrub
+
+  /**
+   * Checks the object store against the commits: deletes orphans (objects of attempts no
+   * commit names, when no upload is running for their segment) and reports committed segments
+   * whose objects are missing or do not match their sidecar's sizes.
+   */
+  async scrub(): Promise<ScrubReport> {
+    const commits = new Map<number, Commit>();
+    for await (const info of listAll(this.store, COMMITS_PREFIX)) {
+      const base = parseCommitKey(info.key);
+      if (base !== undefined) commits.set(base, decodeCommit(info.key, await this.store.get(info.key), base));
+    }
+    const deleted: string[] = [];
+    const seen = new Set<string>();
+    const uploading = this.queue[0];
+    for await (const info of listAll(this.store, SEGMENTS_PREFIX)) {
+      const [name, attempt] = info.key.slice(SEGMENTS_PREFIX.length).split('/');
+      const base = Number(name);
+      const commit = commits.get(base);
+      if (commit !== undefined && commit.attempt === attempt) {
+        seen.add(info.key);
+        const expected = segmentFiles(commit.sidecar).find(([suffix]) => segmentObjectKey(base, attempt, suffix) === info.key);
+        if (expected !== undefined && expected[1].bytes !== info.size) seen.delete(info.key); // Reported below as damaged.
+        continue;
+      }
+      if (base === uploading) continue;
+      await this.store.delete(info.key);
+      deleted.push(info.key);
+    }
+    const damaged: { basePosition: number; key: string; reason: string }[] = [];
+    for (const [base, commit] of commits) {
+      for (const [suffix] of segmentFiles(commit.sidecar)) {
+        const key = segmentObjectKey(base, commit.attempt, suffix);
+        if (!seen.has(key)) damaged.push({ basePosition: base, key, reason: 'missing, or not the size its sidecar records' });
+      }
+    }
+    return { deleted, damaged };
+  }
+
+  /** Stops the background work (an upload in flight is aborted and redone on the next open). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort(new Error('the store is closing'));
+    this.wake?.();
+    await this.running;
+    this.settleDrains(new ObjectStoreError('drain', '', 'the store closed before tiering drained'));
+    await this.state.close();
+  }
+}

@@ -1,0 +1,209 @@
+import { expect } from 'chai';
+import fs from 'node:fs';
+import { MemoryObjectStore } from '../../adapters/memory/index.js';
+import { CorruptRecordError, EventStore, FencedError, type EventStoreOptions, type RecordedEvent } from '../../lib/index.js';
+import type { ObjectStore } from '../../lib/tiering/object-store.js';
+import { collect, rejection, segmentFiles, storeOptions } from '../helpers/store.js';
+import { useTempDir } from '../helpers/temp-dir.js';
+
+/** Appends `count` events over `streams` streams in batches of 5; returns what a full read must give. */
+async function fill(store: EventStore, count: number, streams = 7, from = 0): Promise<void> {
+  for (let i = from; i < from + count; i += 5) {
+    const requests = [];
+    for (let k = i; k < Math.min(i + 5, from + count); k++) requests.push({ streamId: `s-${k % streams}`, events: [{ type: 'E', data: { k, pad: 'x'.repeat(40) } }] });
+    await store.appendMany(requests);
+  }
+}
+
+function shape(events: RecordedEvent[]): unknown[] {
+  return events.map((e) => [e.position, e.streamId, e.revision, e.type, e.data]);
+}
+
+export function tieredOptions(dir: string, objectStore: ObjectStore, overrides: Partial<EventStoreOptions> = {}): EventStoreOptions {
+  return storeOptions(dir, { tiering: { objectStore, localRetentionBytes: 0, cacheBytes: 1 << 20 }, ...overrides });
+}
+
+describe('tiering', () => {
+  const tmp = useTempDir();
+
+  it('uploads sealed segments, evicts their data, and reads them back the same as before', async () => {
+    const objects = new MemoryObjectStore();
+    const store = await EventStore.open(tieredOptions(tmp.path, objects));
+    try {
+      await fill(store, 600);
+      const hot = shape(await collect(store.readAll()));
+      const hotStream = shape(await collect(store.readStream('s-3')));
+      await store.tiering.drain();
+      const status = store.tiering.status();
+      expect(status.backlog.segments).to.equal(0);
+      expect(status.remoteSegments).to.be.greaterThan(5);
+      expect(status.local.segments).to.equal(0);
+      const logs = segmentFiles(tmp.path, '.log');
+      expect(logs.length, 'only the active segment keeps its data').to.equal(1);
+      expect(segmentFiles(tmp.path, '.streams').length).to.equal(status.remoteSegments);
+      expect(objects.keys().filter((k) => k.startsWith('commits/')).length).to.equal(status.remoteSegments);
+
+      store.tiering.clearCache();
+      expect(shape(await collect(store.readAll()))).to.deep.equal(hot);
+      expect(shape(await collect(store.readStream('s-3')))).to.deep.equal(hotStream);
+      expect(shape(await collect(store.readAll({ direction: 'backwards' })))).to.deep.equal([...hot].reverse());
+      expect(store.tiering.status().cache.gets).to.be.greaterThan(0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('after a reopen, reads evicted segments from the object store and goes on tiering', async () => {
+    const objects = new MemoryObjectStore();
+    let store = await EventStore.open(tieredOptions(tmp.path, objects));
+    await fill(store, 300);
+    await store.tiering.drain();
+    const before = shape(await collect(store.readAll()));
+    await store.close();
+    store = await EventStore.open(tieredOptions(tmp.path, objects));
+    try {
+      expect(shape(await collect(store.readAll()))).to.deep.equal(before);
+      await fill(store, 300, 7, 300);
+      await store.tiering.drain();
+      const all = await collect(store.readAll());
+      expect(all.map((e) => e.position)).to.deep.equal(all.map((_, i) => i));
+      expect(store.tiering.status().epoch).to.equal(1);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('keeps appending through an object-store outage, evicts nothing unuploaded, and catches up when it returns', async () => {
+    const objects = new MemoryObjectStore();
+    objects.down = true;
+    const store = await EventStore.open(tieredOptions(tmp.path, objects));
+    try {
+      await fill(store, 400);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      const status = store.tiering.status();
+      expect(status.remoteSegments).to.equal(0);
+      expect(status.backlog.segments).to.be.greaterThan(3);
+      expect(status.lastError?.code).to.equal('OBJECT_STORE');
+      expect(segmentFiles(tmp.path, '.log').length).to.equal(status.backlog.segments + 1);
+      objects.down = false;
+      await store.tiering.drain();
+      expect(store.tiering.status().backlog.segments).to.equal(0);
+      expect(store.tiering.status().lastError).to.equal(undefined);
+      store.tiering.clearCache();
+      expect((await collect(store.readAll())).length).to.equal(400);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('retries failed, hung and truncated uploads, and a commit whose answer was lost, with nothing lost', async () => {
+    const objects = new MemoryObjectStore({ requestTimeoutMs: 50 });
+    objects.inject({ operation: 'put', kind: 'error', times: 2 });
+    objects.inject({ operation: 'put', kind: 'hang', key: '.index' });
+    objects.inject({ operation: 'put', kind: 'truncate', key: '.streams' });
+    objects.inject({ operation: 'put', kind: 'corrupt', key: '.log' });
+    objects.inject({ operation: 'put', kind: 'lost', key: 'commits/' });
+    objects.inject({ operation: 'put', kind: 'truncate', key: 'commits/' });
+    const store = await EventStore.open(tieredOptions(tmp.path, objects));
+    try {
+      await fill(store, 300);
+      await store.tiering.drain();
+      store.tiering.clearCache();
+      expect((await collect(store.readAll())).map((e) => e.position)).to.deep.equal([...Array(300).keys()]);
+      const report = await store.tiering.scrub();
+      expect(report.damaged).to.deep.equal([]);
+      expect(report.deleted.length, 'the failed attempts left orphans').to.be.greaterThan(0);
+      expect(objects.keys().filter((k) => k.startsWith('segments/')).length).to.equal(store.tiering.status().remoteSegments * 3);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('reads a corrupted or truncated remote object as CORRUPT_RECORD, never as data, and recovers once it is good', async () => {
+    const objects = new MemoryObjectStore();
+    const store = await EventStore.open(tieredOptions(tmp.path, objects));
+    try {
+      await fill(store, 200);
+      await store.tiering.drain();
+      const firstLog = objects.keys().find((k) => k.endsWith('.log'))!;
+      const good = await objects.get(firstLog);
+      for (const damage of [(b: Buffer) => b.subarray(0, b.length - 10), (b: Buffer) => Buffer.from(b.map((x, i) => (i === 100 ? x ^ 1 : x)))]) {
+        objects.tamper(firstLog, damage);
+        store.tiering.clearCache();
+        await rejection(collect(store.readAll()), CorruptRecordError);
+        objects.tamper(firstLog, () => good);
+        expect((await collect(store.readAll())).length).to.equal(200);
+      }
+      objects.inject({ operation: 'get', kind: 'corrupt' });
+      store.tiering.clearCache();
+      await rejection(collect(store.readAll()), CorruptRecordError, 'a body damaged in transit');
+      expect((await collect(store.readAll())).length, 'the retry fetches again').to.equal(200);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('keeps local sealed data within localRetentionBytes plus one segment', async () => {
+    const objects = new MemoryObjectStore();
+    const store = await EventStore.open(storeOptions(tmp.path, { tiering: { objectStore: objects, localRetentionBytes: 5000 } }));
+    try {
+      await fill(store, 600);
+      await store.tiering.drain();
+      const logs = segmentFiles(tmp.path, '.log');
+      const sealedBytes = logs.slice(0, -1).reduce((sum, f) => sum + fs.statSync(f).size, 0);
+      expect(sealedBytes).to.be.at.most(5000 + 2048);
+      expect(sealedBytes).to.be.greaterThan(5000 - 2048);
+      expect(store.tiering.status().local.bytes).to.equal(sealedBytes);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('keeps the cache of fetched blocks within cacheBytes', async () => {
+    const objects = new MemoryObjectStore();
+    const store = await EventStore.open(storeOptions(tmp.path, { segmentBytes: 64 * 1024, tiering: { objectStore: objects, localRetentionBytes: 0, cacheBytes: 128 * 1024 } }));
+    try {
+      await fill(store, 3000);
+      await store.tiering.drain();
+      store.tiering.clearCache();
+      expect((await collect(store.readAll())).length).to.equal(3000);
+      const { cache } = store.tiering.status();
+      expect(cache.bytes).to.be.at.most(128 * 1024);
+      expect(cache.bytesFetched).to.be.greaterThan(128 * 1024);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('rolls, seals and uploads an idle active segment after segmentMaxAgeMs', async () => {
+    const objects = new MemoryObjectStore();
+    const store = await EventStore.open(tieredOptions(tmp.path, objects, { segmentBytes: 1 << 20, segmentMaxAgeMs: 40 }));
+    try {
+      await store.appendToStream('idle', [{ type: 'E', data: {} }]);
+      for (let i = 0; i < 100 && store.tiering.status().remoteSegments === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      await store.tiering.drain();
+      expect(store.tiering.status().remoteSegments).to.equal(1);
+      expect((await collect(store.readStream('idle'))).length).to.equal(1);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('fences a writer superseded on its prefix: its appends fail with FENCED', async () => {
+    const objects = new MemoryObjectStore();
+    const store = await EventStore.open(tieredOptions(tmp.path, objects));
+    try {
+      await fill(store, 100);
+      await store.tiering.drain();
+      // Another writer claims the next epoch (as a restore elsewhere does).
+      await objects.put('writers/000000000002', Buffer.from('{}'), { ifNoneMatch: true });
+      await fill(store, 200, 7, 100);
+      await rejection(store.tiering.drain(), FencedError);
+      expect(store.tiering.status().fenced).to.equal(true);
+      await rejection(store.appendToStream('s-1', [{ type: 'E', data: {} }]), FencedError);
+      expect((await collect(store.readAll())).length, 'what it acknowledged stays readable').to.equal(300);
+    } finally {
+      await store.close();
+    }
+  });
+});
