@@ -371,6 +371,26 @@ export class SegmentLog {
   /** The seals scheduled so far, in order; never rejects (a failed seal fails the log). */
   private sealing: Promise<void> = Promise.resolve();
 
+  /**
+   * Takes a segment sealed elsewhere (a read-only replica pulling what the writer committed)
+   * as the next one: the active segment, empty and never written, becomes it (its data is read
+   * remotely, its small files were pulled beside it), it is catalogued, a new empty active
+   * segment follows it, and readers and subscriptions see its events as committed.
+   */
+  async adoptSealed(sidecar: SegmentSidecar): Promise<void> {
+    const active = this.active;
+    assert(active.isEmpty && !active.created && active.basePosition === sidecar.basePosition, `segment ${sidecar.basePosition} does not follow on from the log's end ${active.basePosition}`);
+    await this.catalogue.append([sidecar]);
+    active.adoptSidecar(sidecar);
+    active.index = undefined; // Loaded from its pulled `.index` file on first use.
+    const next = new Segment(this.options.dir, sidecar.lastPosition + 1);
+    next.index = new OffsetIndex();
+    this.segments.push(next);
+    this.active = next;
+    this.commitEnd_ = next.basePosition;
+    for (const listener of this.commitListeners) listener(this.commitEnd_);
+  }
+
   /** Resolves once every segment rolled so far whose batches are acknowledged is sealed. */
   async sealsSettled(): Promise<void> {
     for (let seen: Promise<void> | undefined; seen !== this.sealing; ) {

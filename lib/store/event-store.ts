@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { InvalidOptionsError, StoreClosedError, StoreFailedError, ValidationError, WrongExpectedRevisionError, type ExpectedRevision } from '../errors.js';
+import { InvalidOptionsError, ReadOnlyError, StoreClosedError, StoreFailedError, ValidationError, WrongExpectedRevisionError, type ExpectedRevision } from '../errors.js';
 import { fsyncDir } from '../log/files.js';
 import { FileLock } from '../log/file-lock.js';
 import { SegmentLog } from '../log/segment-log.js';
@@ -18,7 +18,7 @@ import { RecordEncoder } from './codec.js';
 import { resolveOptions, type EventStoreOptions, type ResolvedOptions } from './options.js';
 import { readAll, readStream, type ReadContext } from './reads.js';
 import { StreamIndex, type IndexHead } from './stream-index.js';
-import { Tiering, TIERING_OFF, type TieringControl } from '../tiering/tiering.js';
+import { restoreInto, Tiering, TIERING_OFF, type TieringControl } from '../tiering/tiering.js';
 import type { AppendOptions, AppendRequest, AppendResult, EventData, ReadAllOptions, ReadStreamOptions, RecordedEvent, StreamHead } from './types.js';
 import { AppendValidator, type PreparedRequest } from './validation.js';
 import type { Observable } from 'rxjs';
@@ -89,7 +89,7 @@ export class EventStore {
     let tiering: Tiering | undefined;
     try {
       const logDir = path.join(resolved.dir, 'log');
-      tiering = resolved.tiering === undefined ? undefined : await Tiering.open(resolved.dir, logDir, resolved.tiering, resolved.clock);
+      tiering = resolved.tiering === undefined ? undefined : await Tiering.open(resolved.dir, logDir, resolved.tiering, resolved.clock, resolved.readOnly);
       const tiered = tiering;
       log = await SegmentLog.open({
         dir: logDir,
@@ -106,9 +106,12 @@ export class EventStore {
         remoteData: tiered === undefined ? undefined : (sidecar) => tiered.remoteData(sidecar),
       });
       const index = await StreamIndex.open(resolved.dir, logDir, log, resolved.indexCheckpointEvents);
-      tiering?.start(log);
-      const store = new EventStore(resolved, lock, log, index, tiering);
       const opened = log;
+      tiering?.start(log, () => index.indexAdopted(opened));
+      // A replica serves what the writer committed up to now from the start (or, with the object
+      // store unreachable, what it pulled before: status() says why).
+      if (resolved.readOnly) await tiering?.refresh().catch(() => 0);
+      const store = new EventStore(resolved, lock, log, index, tiering);
       const syncFirst = resolved.durability === 'fsync' ? undefined : () => opened.flush();
       store.stopCheckpointing = log.onCommit(() => index.noteCommitted(opened, syncFirst));
       return store;
@@ -118,6 +121,24 @@ export class EventStore {
       lock.release();
       throw err;
     }
+  }
+
+  /**
+   * Opens a writable store on the empty directory `options.dir` from the object store of
+   * `options.tiering` alone: the segments' sidecars, offset indexes and stream indexes are
+   * fetched (a few percent of the data's bytes), the data stays remote and is read on demand,
+   * and appends continue after the last committed event. This store becomes the prefix's writer:
+   * the writer it replaces is fenced (FENCED) at its next commit. Events the old writer had not
+   * yet committed to the object store are not in the restored store.
+   */
+  static async restore(options: EventStoreOptions): Promise<EventStore> {
+    const resolved = resolveOptions(options);
+    if (resolved.tiering === undefined || resolved.readOnly) {
+      throw new InvalidOptionsError([{ path: 'options.tiering', constraint: 'isDefined', message: 'must name the object store to restore from (and readOnly must be false)' }]);
+    }
+    await createDirectory(resolved.dir);
+    await restoreInto(resolved.dir, path.join(resolved.dir, 'log'), resolved.tiering, resolved.clock);
+    return EventStore.open(options);
   }
 
   /**
@@ -159,6 +180,7 @@ export class EventStore {
 
   private async append(requests: readonly AppendRequest[], prefixOf: (i: number) => string, skipRetryCheck = false, system = false): Promise<AppendResult[]> {
     this.assertOpen();
+    if (this.options.readOnly) throw new ReadOnlyError('append');
     const fenced = this.tiering_?.fenced;
     if (fenced !== undefined) throw fenced;
     // Appends outrunning the stream index's database wait for it (see StreamIndex.backpressure).

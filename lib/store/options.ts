@@ -3,7 +3,7 @@
  * frozen: changing them after open has no effect and is a TypeError.
  */
 import fs from 'node:fs';
-import { IsIn, IsInt, IsNotEmpty, IsObject, IsOptional, IsString, Max, Min, validateSync } from 'class-validator';
+import { IsBoolean, IsIn, IsInt, IsNotEmpty, IsObject, IsOptional, IsString, Max, Min, validateSync } from 'class-validator';
 import { systemClock, type Clock } from '../clock.js';
 import { InvalidOptionsError, type ValidationFailure } from '../errors.js';
 import type { Durability } from '../log/segment-log.js';
@@ -64,6 +64,13 @@ export interface EventStoreOptions {
    * and read evicted data back through a cache (see `TieringOptions`). Default: off.
    */
   readonly tiering?: TieringOptions;
+  /**
+   * Open as a reader only: appends fail with READ_ONLY. With `tiering`, the directory is a
+   * read-only replica of the store on that bucket prefix: it pulls the writer's committed
+   * segments (their small files; data is read remotely on demand) on open, every
+   * `tiering.pollIntervalMs`, and on `store.tiering.refresh()`. Default false.
+   */
+  readonly readOnly?: boolean;
 }
 
 export type ResolvedOptions = Required<Readonly<Omit<EventStoreOptions, 'tiering'>>> & { readonly tiering: TieringOptions | undefined };
@@ -78,6 +85,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
   maxEventBytes: 1 * MiB,
   indexCheckpointEvents: 65_536,
   maxOpenSegments: defaultMaxOpenSegments(),
+  readOnly: false,
 });
 
 /** A quarter of the soft open-file limit, within [64, 4096]; 64 where it cannot be read (not Linux). */
@@ -140,6 +148,9 @@ class OptionsInput {
   @IsOptional()
   @IsObject({ message: 'must map event types to classes' })
   eventClasses!: unknown;
+
+  @IsBoolean({ message: 'must be true or false' })
+  readOnly!: unknown;
 }
 
 /** Applies defaults and validates; throws InvalidOptionsError listing every bad option. */
@@ -178,7 +189,7 @@ function checkTiering(tiering: TieringOptions): ValidationFailure[] {
   if (missing.length > 0) {
     failures.push({ path: 'options.tiering.objectStore', constraint: 'isObjectStore', message: `must be an ObjectStore (an adapter from coldstream/adapters/*); lacks ${missing.join(', ')}` });
   }
-  const integer = (name: 'localRetentionBytes' | 'localRetentionMs' | 'cacheBytes', min: number, unit: string): void => {
+  const integer = (name: 'localRetentionBytes' | 'localRetentionMs' | 'cacheBytes' | 'pollIntervalMs' | 'retryBaseMs', min: number, unit: string): void => {
     const value = tiering[name];
     if (value !== undefined && (!Number.isSafeInteger(value) || value < min)) {
       failures.push({ path: `options.tiering.${name}`, constraint: 'min', message: `must be an integer number of ${unit}, at least ${min}` });
@@ -187,5 +198,7 @@ function checkTiering(tiering: TieringOptions): ValidationFailure[] {
   integer('localRetentionBytes', 0, 'bytes');
   integer('localRetentionMs', 1, 'milliseconds');
   integer('cacheBytes', 64 * KiB, 'bytes');
+  integer('pollIntervalMs', 10, 'milliseconds');
+  integer('retryBaseMs', 1, 'milliseconds');
   return failures;
 }

@@ -113,6 +113,12 @@ export class StreamIndex {
     }
   }
 
+  /** Indexes the segments the log adopted since open (a read-only replica pulling them), from their `.streams` files. */
+  async indexAdopted(log: SegmentLog): Promise<void> {
+    await this.flushAll();
+    await this.catchUp(log);
+  }
+
   /** Brings the database and the active memtable up to the log's commit position. */
   private async catchUp(log: SegmentLog): Promise<void> {
     let end = this.db.indexedEnd();

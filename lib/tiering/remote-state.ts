@@ -76,6 +76,19 @@ export class RemoteState {
     this.evicted.add(base);
   }
 
+  /** Records (durably, in one write) segments pulled from the object store: committed, with no local data. */
+  async noteRestored(segments: readonly { readonly base: number; readonly attempt: string }[]): Promise<void> {
+    if (segments.length === 0) return;
+    const records = Buffer.concat(segments.flatMap(({ base, attempt }) => [record(KIND_COMMITTED, base, attempt), record(KIND_EVICTED, base, '')]));
+    await files.writeAll(this.fd, records, this.size);
+    await files.fdatasync(this.fd);
+    this.size += records.length;
+    for (const { base, attempt } of segments) {
+      this.committed.set(base, attempt);
+      this.evicted.add(base);
+    }
+  }
+
   async close(): Promise<void> {
     const { fd } = this;
     this.fd = -1;
@@ -83,12 +96,7 @@ export class RemoteState {
   }
 
   private async append(kind: number, base: number, attempt: string): Promise<void> {
-    const record = Buffer.alloc(RECORD_BYTES);
-    record.writeUInt8(kind, 4);
-    writeU64(record, 8, base);
-    record.write(attempt, 16, 16, 'ascii');
-    record.writeUInt32LE(crc32c(record.subarray(4)), 0);
-    await files.writeAll(this.fd, record, this.size);
+    await files.writeAll(this.fd, record(kind, base, attempt), this.size);
     await files.fdatasync(this.fd);
     this.size += RECORD_BYTES;
   }
@@ -99,4 +107,13 @@ export class RemoteState {
     if (kind === KIND_COMMITTED) this.committed.set(base, record.toString('ascii', 16, 32));
     else if (kind === KIND_EVICTED) this.evicted.add(base);
   }
+}
+
+function record(kind: number, base: number, attempt: string): Buffer {
+  const bytes = Buffer.alloc(RECORD_BYTES);
+  bytes.writeUInt8(kind, 4);
+  writeU64(bytes, 8, base);
+  bytes.write(attempt, 16, 16, 'ascii');
+  bytes.writeUInt32LE(crc32c(bytes.subarray(4)), 0);
+  return bytes;
 }

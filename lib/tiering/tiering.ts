@@ -30,7 +30,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ColdstreamError, CorruptFileError, FencedError, ObjectNotFoundError, ObjectStoreError, PreconditionFailedError } from '../errors.js';
+import { ColdstreamError, CorruptFileError, FencedError, InvalidOptionsError, ObjectNotFoundError, ObjectStoreError, PreconditionFailedError } from '../errors.js';
+import { CATALOGUE_FILE, encodeCatalogue } from '../log/segment-catalogue.js';
+import { listCommits, pullSegments } from './pull.js';
 import type { Clock } from '../clock.js';
 import { crc32c } from '../log/crc.js';
 import * as files from '../log/files.js';
@@ -71,11 +73,17 @@ export interface TieringOptions {
   readonly localRetentionMs?: number;
   /** Memory for blocks of evicted segments read back (LRU by bytes). Default 64 MiB. */
   readonly cacheBytes?: number;
+  /** How often a read-only replica looks for segments newly committed by the writer. Default 5 s. */
+  readonly pollIntervalMs?: number;
+  /** Delay before the first retry of a failed upload; it doubles (with jitter) up to 30 s. Default 100 ms. */
+  readonly retryBaseMs?: number;
 }
 
 export const TIERING_DEFAULTS = Object.freeze({
   localRetentionBytes: 1024 * 1024 * 1024,
   cacheBytes: 64 * 1024 * 1024,
+  pollIntervalMs: 5000,
+  retryBaseMs: 100,
 });
 
 /** What {@link Tiering.status} reports. */
@@ -108,6 +116,11 @@ export interface TieringControl {
   scrub(): Promise<ScrubReport>;
   /** Empties the cache of evicted segments' blocks. */
   clearCache(): void;
+  /**
+   * On a read-only replica: pulls the segments the writer committed since the last look (it
+   * also polls every `pollIntervalMs`) and resolves with how many there were. On a writer: 0.
+   */
+  refresh(): Promise<number>;
 }
 
 export interface ScrubReport {
@@ -132,9 +145,9 @@ export const TIERING_OFF: TieringControl = Object.freeze({
   }),
   scrub: () => Promise.resolve({ deleted: [], damaged: [] }),
   clearCache: () => {},
+  refresh: () => Promise.resolve(0),
 });
 
-const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 30_000;
 const WRITER_FILE = 'writer.json';
 
@@ -159,13 +172,18 @@ export class Tiering implements TieringControl {
     private readonly dir: string,
     private readonly logDir: string,
     readonly options: Required<Omit<TieringOptions, 'localRetentionMs'>> & { localRetentionMs: number | undefined },
+    /** A replica: pulls what the writer commits, uploads nothing, writes nothing remote. */
+    private readonly readOnly: boolean,
     private readonly state: RemoteState,
     private readonly cache: BlockCache,
     private readonly clock: Clock,
   ) {}
 
   /** Opens tiering's local state in `<storeDir>/tiering`. The log is attached by {@link start}. */
-  static async open(storeDir: string, logDir: string, options: TieringOptions, clock: Clock): Promise<Tiering> {
+  static async open(storeDir: string, logDir: string, options: TieringOptions, clock: Clock, readOnly = false): Promise<Tiering> {
+    if (await files.readFileIfExists(path.join(storeDir, RESTORING_FILE)) !== undefined) {
+      throw new CorruptFileError(path.join(storeDir, RESTORING_FILE), 'a restore into this directory was interrupted: run EventStore.restore again');
+    }
     const dir = path.join(storeDir, 'tiering');
     const { state } = await RemoteState.open(dir);
     const resolved = {
@@ -173,8 +191,10 @@ export class Tiering implements TieringControl {
       localRetentionBytes: options.localRetentionBytes ?? TIERING_DEFAULTS.localRetentionBytes,
       localRetentionMs: options.localRetentionMs,
       cacheBytes: options.cacheBytes ?? TIERING_DEFAULTS.cacheBytes,
+      pollIntervalMs: options.pollIntervalMs ?? TIERING_DEFAULTS.pollIntervalMs,
+      retryBaseMs: options.retryBaseMs ?? TIERING_DEFAULTS.retryBaseMs,
     };
-    return new Tiering(dir, logDir, resolved, state, new BlockCache(options.objectStore, resolved.cacheBytes), clock);
+    return new Tiering(dir, logDir, resolved, readOnly, state, new BlockCache(options.objectStore, resolved.cacheBytes), clock);
   }
 
   private get store(): ObjectStore {
@@ -195,8 +215,13 @@ export class Tiering implements TieringControl {
    * Starts the background work on `log`: queues every sealed segment not yet remote, and claims
    * (or checks) this writer's epoch first thing in the loop.
    */
-  start(log: SegmentLog): void {
+  start(log: SegmentLog, onPulled?: () => Promise<void>): void {
     this.log = log;
+    this.onPulled = onPulled;
+    if (this.readOnly) {
+      this.running = this.poll();
+      return;
+    }
     for (const info of log.segmentInfos()) {
       if (!info.sealed) continue;
       if (!this.state.evicted.has(info.basePosition)) {
@@ -232,6 +257,7 @@ export class Tiering implements TieringControl {
    * verified remote and retention has run. Rejects with FENCED when this writer is fenced.
    */
   async drain(): Promise<void> {
+    if (this.readOnly) return;
     await this.log.sealsSettled();
     if (this.closed) throw new ObjectStoreError('drain', '', 'tiering is closed');
     if (this.fencedBy !== undefined) throw this.fencedBy;
@@ -267,6 +293,42 @@ export class Tiering implements TieringControl {
     this.cache.clear();
   }
 
+  // ------------------------------------------------------------------------------ replicas
+
+  private onPulled: (() => Promise<void>) | undefined;
+  private refreshing: Promise<number> = Promise.resolve(0);
+
+  refresh(): Promise<number> {
+    if (!this.readOnly) return Promise.resolve(0);
+    const run = this.refreshing.catch(() => 0).then(() => this.pullNew());
+    this.refreshing = run;
+    return run;
+  }
+
+  private async pullNew(): Promise<number> {
+    if (this.closed) return 0;
+    const { commits } = await listCommits(this.store, this.log.nextPosition, this.abort.signal);
+    if (commits.length === 0) return 0;
+    await pullSegments(this.store, this.logDir, commits, this.abort.signal);
+    await this.state.noteRestored(commits.map((c) => ({ base: c.sidecar.basePosition, attempt: c.attempt })));
+    for (const commit of commits) await this.log.adoptSealed(commit.sidecar);
+    await this.onPulled?.();
+    return commits.length;
+  }
+
+  private async poll(): Promise<void> {
+    while (!this.closed) {
+      try {
+        await this.refresh();
+        this.lastError = undefined;
+      } catch (err) {
+        if (this.closed) break;
+        this.lastError = { message: (err as Error).message, code: err instanceof ColdstreamError ? err.code : ((err as NodeJS.ErrnoException).code ?? 'ERROR'), at: new Date() };
+      }
+      await this.sleep(this.options.pollIntervalMs);
+    }
+  }
+
   // ------------------------------------------------------------------------------ the loop
 
   private async run(): Promise<void> {
@@ -291,7 +353,7 @@ export class Tiering implements TieringControl {
           return;
         }
         this.failures++;
-        const ms = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(this.failures, 20)) * (0.5 + Math.random() / 2);
+        const ms = Math.min(BACKOFF_MAX_MS, this.options.retryBaseMs * 2 ** Math.min(this.failures - 1, 20)) * (0.5 + Math.random() / 2);
         await this.sleep(ms);
         continue;
       }
@@ -422,40 +484,20 @@ export class Tiering implements TieringControl {
   private async claimEpoch(): Promise<void> {
     const file = path.join(this.dir, WRITER_FILE);
     const local = await files.readFileIfExists(file);
-    const newest = await this.newestEpoch();
-    if (local !== undefined) {
-      const { epoch } = JSON.parse(local.toString('utf8')) as { epoch: number };
-      if (newest !== undefined && newest > epoch) throw new FencedError(epoch, newest);
-      this.epoch = epoch;
+    if (local === undefined) {
+      this.epoch = await claimNextEpoch(this.store, this.dir, this.clock, this.abort.signal);
       return;
     }
-    for (let epoch = (newest ?? 0) + 1; ; epoch++) {
-      try {
-        if (!this.store.conditionalWrites && (await this.store.head(writerKey(epoch))) !== undefined) continue;
-        await this.store.put(writerKey(epoch), Buffer.from(JSON.stringify({ epoch, at: new Date(this.clock.now()).toISOString() })), { ifNoneMatch: true, signal: this.abort.signal });
-      } catch (err) {
-        if (err instanceof PreconditionFailedError) continue;
-        throw err;
-      }
-      await files.writeFileAtomic(file, JSON.stringify({ epoch }));
-      this.epoch = epoch;
-      return;
-    }
-  }
-
-  private async newestEpoch(): Promise<number | undefined> {
-    let newest: number | undefined;
-    for await (const info of listAll(this.store, WRITERS_PREFIX, this.abort.signal)) {
-      const epoch = parseWriterKey(info.key);
-      if (epoch !== undefined && (newest === undefined || epoch > newest)) newest = epoch;
-    }
-    return newest;
+    const { epoch } = JSON.parse(local.toString('utf8')) as { epoch: number };
+    const newest = await newestEpoch(this.store, this.abort.signal);
+    if (newest !== undefined && newest > epoch) throw new FencedError(epoch, newest);
+    this.epoch = epoch;
   }
 
   private async checkNotSuperseded(): Promise<void> {
     const epoch = this.epoch!;
     if ((await this.store.head(writerKey(epoch + 1), { signal: this.abort.signal })) !== undefined) {
-      throw new FencedError(epoch, (await this.newestEpoch()) ?? epoch + 1);
+      throw new FencedError(epoch, (await newestEpoch(this.store, this.abort.signal)) ?? epoch + 1);
     }
   }
 
@@ -528,4 +570,67 @@ export class Tiering implements TieringControl {
     this.settleDrains(new ObjectStoreError('drain', '', 'the store closed before tiering drained'));
     await this.state.close();
   }
+}
+
+/** The highest writer epoch on the prefix, or undefined when no writer ever claimed one. */
+async function newestEpoch(store: ObjectStore, signal?: AbortSignal): Promise<number | undefined> {
+  let newest: number | undefined;
+  for await (const info of listAll(store, WRITERS_PREFIX, signal)) {
+    const epoch = parseWriterKey(info.key);
+    if (epoch !== undefined && (newest === undefined || epoch > newest)) newest = epoch;
+  }
+  return newest;
+}
+
+/**
+ * Claims the next writer epoch on the prefix (a conditional put of `writers/<epoch>`) and
+ * records it in `<tieringDir>/writer.json`; from then on, older writers are fenced at their
+ * next commit.
+ */
+async function claimNextEpoch(store: ObjectStore, tieringDir: string, clock: Clock, signal?: AbortSignal): Promise<number> {
+  for (let epoch = ((await newestEpoch(store, signal)) ?? 0) + 1; ; epoch++) {
+    try {
+      if (!store.conditionalWrites && (await store.head(writerKey(epoch), { signal })) !== undefined) continue;
+      await store.put(writerKey(epoch), Buffer.from(JSON.stringify({ epoch, at: new Date(clock.now()).toISOString() })), { ifNoneMatch: true, signal });
+    } catch (err) {
+      if (err instanceof PreconditionFailedError) continue;
+      throw err;
+    }
+    await fs.promises.mkdir(tieringDir, { recursive: true });
+    await files.writeFileAtomic(path.join(tieringDir, WRITER_FILE), JSON.stringify({ epoch }));
+    return epoch;
+  }
+}
+
+/** Present while a restore is under way: a directory with it is not a store yet. */
+export const RESTORING_FILE = 'RESTORING';
+
+/**
+ * Fills the empty store directory `storeDir` from the object store alone: claims a new writer
+ * epoch (older writers are fenced at their next commit), then pulls every committed segment's
+ * sidecar, offset index and attachments (no data), writes the segment catalogue and tiering's
+ * state (every segment remote, none local). `EventStore.open` then opens it as any store.
+ */
+export async function restoreInto(storeDir: string, logDir: string, options: TieringOptions, clock: Clock): Promise<{ segments: number; bytesFetched: number }> {
+  const entries = await fs.promises.readdir(storeDir).catch(() => [] as string[]);
+  if (entries.includes(RESTORING_FILE)) {
+    // An interrupted restore: start again from nothing.
+    for (const entry of entries) if (entry !== RESTORING_FILE) await fs.promises.rm(path.join(storeDir, entry), { recursive: true, force: true });
+  } else if (entries.length > 0) {
+    throw new InvalidOptionsError([{ path: 'options.dir', constraint: 'isEmpty', message: `must be an empty directory to restore into (${storeDir} holds ${entries.length} entries)` }]);
+  }
+  await fs.promises.mkdir(storeDir, { recursive: true });
+  await files.writeFileAtomic(path.join(storeDir, RESTORING_FILE), 'restore under way\n');
+  const store = options.objectStore;
+  const tieringDir = path.join(storeDir, 'tiering');
+  await claimNextEpoch(store, tieringDir, clock);
+  const { commits, bytesFetched: listed } = await listCommits(store, 0);
+  const pulled = await pullSegments(store, logDir, commits);
+  await files.writeFileAtomic(path.join(logDir, CATALOGUE_FILE), encodeCatalogue(commits.map((c) => c.sidecar)));
+  const { state } = await RemoteState.open(tieringDir);
+  await state.noteRestored(commits.map((c) => ({ base: c.sidecar.basePosition, attempt: c.attempt })));
+  await state.close();
+  await fs.promises.unlink(path.join(storeDir, RESTORING_FILE));
+  await files.fsyncDir(storeDir);
+  return { segments: commits.length, bytesFetched: listed + pulled };
 }

@@ -12,6 +12,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { MinioObjectStore } from '../../adapters/minio/index.js';
+import { S3ObjectStore, type S3ObjectStoreOptions } from '../../adapters/s3/index.js';
 
 export interface S3Endpoint {
   readonly name: string;
@@ -72,4 +74,36 @@ export function endpointFromEnvironment(): S3Endpoint | undefined {
 /** A key prefix of its own for one test. */
 export function freshPrefix(): string {
   return `t-${randomBytes(6).toString('hex')}/`;
+}
+
+/** The s3 adapter on `e`, under a fresh prefix. */
+export function s3StoreFor(e: S3Endpoint, options: Partial<S3ObjectStoreOptions> = {}): S3ObjectStore {
+  return new S3ObjectStore({
+    bucket: e.bucket,
+    prefix: freshPrefix(),
+    endpoint: e.endpoint,
+    region: e.region,
+    credentials: { accessKeyId: e.accessKeyId, secretAccessKey: e.secretAccessKey },
+    forcePathStyle: true,
+    conditionalWrites: e.conditionalWrites,
+    ...options,
+  });
+}
+
+/** The minio adapter on `e`, under a fresh prefix. */
+export function minioStoreFor(e: S3Endpoint, options: { pageSize?: number } = {}): MinioObjectStore {
+  const url = new URL(e.endpoint ?? `https://s3.${e.region}.amazonaws.com`);
+  return new MinioObjectStore({
+    endPoint: url.hostname,
+    port: url.port === '' ? undefined : Number(url.port),
+    useSSL: url.protocol === 'https:',
+    region: e.region,
+    accessKey: e.accessKeyId,
+    secretKey: e.secretAccessKey,
+    pathStyle: true,
+    bucket: e.bucket,
+    prefix: freshPrefix(),
+    conditionalWrites: e.conditionalWrites,
+    ...options,
+  });
 }

@@ -3,9 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { FsObjectStore } from '../../adapters/fs/index.js';
 import { MemoryObjectStore } from '../../adapters/memory/index.js';
-import { MinioObjectStore } from '../../adapters/minio/index.js';
-import { S3ObjectStore } from '../../adapters/s3/index.js';
-import { endpointFromEnvironment, freshPrefix, startS3rver, type S3Endpoint } from '../helpers/s3-servers.js';
+import { endpointFromEnvironment, minioStoreFor, s3StoreFor, startS3rver, type S3Endpoint } from '../helpers/s3-servers.js';
 import { objectStoreContract } from './object-store-contract.js';
 
 objectStoreContract('memory', async () => ({ store: new MemoryObjectStore({ pageSize: 10 }), pageSize: 10 }));
@@ -31,37 +29,7 @@ for (const start of [startS3rver, async () => endpointFromEnvironment()]) {
       if (endpoint === undefined) this.skip();
     });
     after(async () => endpoint?.stop());
-    objectStoreContract('s3', async () => {
-      const e = endpoint!;
-      const store = new S3ObjectStore({
-        bucket: e.bucket,
-        prefix: freshPrefix(),
-        endpoint: e.endpoint,
-        region: e.region,
-        credentials: { accessKeyId: e.accessKeyId, secretAccessKey: e.secretAccessKey },
-        forcePathStyle: true,
-        pageSize: 10,
-        conditionalWrites: e.conditionalWrites,
-      });
-      return { store, pageSize: 10, checksContentMd5: e.checksContentMd5 };
-    });
-    objectStoreContract('minio', async () => {
-      const e = endpoint!;
-      const url = new URL(e.endpoint ?? `https://s3.${e.region}.amazonaws.com`);
-      const store = new MinioObjectStore({
-        endPoint: url.hostname,
-        port: url.port === '' ? undefined : Number(url.port),
-        useSSL: url.protocol === 'https:',
-        region: e.region,
-        accessKey: e.accessKeyId,
-        secretKey: e.secretAccessKey,
-        pathStyle: true,
-        bucket: e.bucket,
-        prefix: freshPrefix(),
-        pageSize: 10,
-        conditionalWrites: e.conditionalWrites,
-      });
-      return { store, pageSize: 10 };
-    });
+    objectStoreContract('s3', async () => ({ store: s3StoreFor(endpoint!, { pageSize: 10 }), pageSize: 10, checksContentMd5: endpoint!.checksContentMd5 }));
+    objectStoreContract('minio', async () => ({ store: minioStoreFor(endpoint!, { pageSize: 10 }), pageSize: 10 }));
   });
 }

@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import { MemoryObjectStore } from '../../adapters/memory/index.js';
-import { CorruptRecordError, EventStore, FencedError, type EventStoreOptions, type RecordedEvent } from '../../lib/index.js';
+import { endpointFromEnvironment, minioStoreFor, s3StoreFor, startS3rver, type S3Endpoint } from '../helpers/s3-servers.js';
+import { CorruptRecordError, EventStore, FencedError, ReadOnlyError, type EventStoreOptions, type RecordedEvent } from '../../lib/index.js';
 import type { ObjectStore } from '../../lib/tiering/object-store.js';
 import { collect, rejection, segmentFiles, storeOptions } from '../helpers/store.js';
 import { useTempDir } from '../helpers/temp-dir.js';
@@ -20,7 +21,7 @@ function shape(events: RecordedEvent[]): unknown[] {
 }
 
 export function tieredOptions(dir: string, objectStore: ObjectStore, overrides: Partial<EventStoreOptions> = {}): EventStoreOptions {
-  return storeOptions(dir, { tiering: { objectStore, localRetentionBytes: 0, cacheBytes: 1 << 20 }, ...overrides });
+  return storeOptions(dir, { tiering: { objectStore, localRetentionBytes: 0, cacheBytes: 1 << 20, retryBaseMs: 5 }, ...overrides });
 }
 
 describe('tiering', () => {
@@ -79,6 +80,7 @@ describe('tiering', () => {
     const store = await EventStore.open(tieredOptions(tmp.path, objects));
     try {
       await fill(store, 400);
+      await store.flush(); // Every rolled segment sealed (and queued).
       await new Promise((resolve) => setTimeout(resolve, 150));
       const status = store.tiering.status();
       expect(status.remoteSegments).to.equal(0);
@@ -207,3 +209,117 @@ describe('tiering', () => {
     }
   });
 });
+
+describe('restore and read-only replicas', () => {
+  const writerDir = useTempDir();
+  const otherDir = useTempDir();
+
+  it('restores a writable store from the bucket alone, fetching no segment data, and appends after the last event', async () => {
+    const objects = new MemoryObjectStore();
+    const writer = await EventStore.open(tieredOptions(writerDir.path, objects));
+    await fill(writer, 500);
+    await writer.tiering.drain();
+    const committed = writer.tiering.status().remoteSegments;
+    const lastCommitted = (await collect(writer.readAll())).slice(0, 500);
+    await writer.close();
+
+    expect(objects.keys().filter((k) => k.endsWith('.log')).length).to.equal(committed);
+    let smallBytes = 0;
+    for (const key of objects.keys()) if (!key.endsWith('.log') && !key.startsWith('writers/')) smallBytes += (await objects.head(key))!.size;
+    objects.bytesRead = 0;
+    const restored = await EventStore.restore(tieredOptions(otherDir.path, objects));
+    try {
+      expect(objects.keys().filter((k) => k.startsWith('writers/'))).to.have.length(2);
+      expect(objects.bytesRead, 'restore fetched commits and indexes, no segment data').to.equal(smallBytes);
+      const events = await collect(restored.readAll());
+      const upTo = restored.nextPosition;
+      expect(shape(events)).to.deep.equal(shape(lastCommitted.slice(0, upTo)));
+      expect(shape(await collect(restored.readStream('s-2')))).to.deep.equal(shape(lastCommitted.slice(0, upTo).filter((e) => e.streamId === 's-2')));
+      const { position } = await restored.appendToStream('s-2', [{ type: 'E', data: { after: true } }]);
+      expect(position).to.equal(upTo);
+      expect(restored.tiering.status().epoch).to.equal(2);
+
+      // The old writer, opened again on its own directory, is fenced: it cannot interleave commits.
+      const old = await EventStore.open(tieredOptions(writerDir.path, objects));
+      try {
+        await rejection(old.tiering.drain(), FencedError);
+        await rejection(old.appendToStream('s-2', [{ type: 'E', data: {} }]), FencedError);
+      } finally {
+        await old.close();
+      }
+    } finally {
+      await restored.close();
+    }
+  });
+
+  it('serves a read-only replica that picks up new segments and delivers them to live subscriptions', async () => {
+    const objects = new MemoryObjectStore();
+    const writer = await EventStore.open(tieredOptions(writerDir.path, objects));
+    try {
+      await fill(writer, 300);
+      await writer.tiering.drain();
+      const replica = await EventStore.open(tieredOptions(otherDir.path, objects, { readOnly: true, tiering: { objectStore: objects, pollIntervalMs: 60_000 } }));
+      try {
+        const first = replica.nextPosition;
+        expect(first).to.be.greaterThan(100);
+        expect(shape(await collect(replica.readAll()))).to.deep.equal(shape((await collect(writer.readAll())).slice(0, first)));
+        await rejection(replica.appendToStream('x', [{ type: 'E', data: {} }]), ReadOnlyError);
+
+        const seen: number[] = [];
+        const subscription = replica.subscribe({ from: 'start' }).subscribe((e) => seen.push(e.position));
+        await fill(writer, 300, 7, 300);
+        await writer.tiering.drain();
+        expect(await replica.tiering.refresh()).to.be.greaterThan(0);
+        const end = replica.nextPosition;
+        expect(end).to.be.greaterThan(first);
+        for (let i = 0; i < 100 && seen.length < end; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+        subscription.unsubscribe();
+        expect(seen).to.deep.equal([...Array(end).keys()]);
+        expect(shape(await collect(replica.readStream('s-4')))).to.deep.equal(shape((await collect(writer.readStream('s-4'))).filter((e) => e.position < end)));
+      } finally {
+        await replica.close();
+      }
+    } finally {
+      await writer.close();
+    }
+  });
+});
+
+/** Cold equals hot through the real S3 and MinIO clients over HTTP (s3rver here; the environment's endpoint too when given). */
+for (const start of [startS3rver, async () => endpointFromEnvironment()]) {
+  describe(`cold equals hot over HTTP (${start === startS3rver ? 's3rver' : 'environment'})`, function () {
+    this.timeout(120_000);
+    const tmp = useTempDir();
+    let endpoint: S3Endpoint | undefined;
+    before(async function () {
+      endpoint = await start();
+      if (endpoint === undefined) this.skip();
+    });
+    after(async () => endpoint?.stop());
+
+    const adapters: [string, () => ObjectStore][] = [
+      ['s3', () => s3StoreFor(endpoint!)],
+      ['minio', () => minioStoreFor(endpoint!)],
+    ];
+    for (const [name, make] of adapters) {
+      it(`reads every event back identically once tiered, evicted and uncached (${name})`, async () => {
+        const objects = make();
+        const store = await EventStore.open(tieredOptions(tmp.path, objects, { segmentBytes: 16 * 1024 }));
+        try {
+          await fill(store, 2000, 13);
+          const hot = shape(await collect(store.readAll()));
+          const hotStreams = await Promise.all(['s-1', 's-12'].map(async (id) => shape(await collect(store.readStream(id)))));
+          await store.tiering.drain();
+          expect(store.tiering.status().local.segments).to.equal(0);
+          store.tiering.clearCache();
+          expect(shape(await collect(store.readAll()))).to.deep.equal(hot);
+          store.tiering.clearCache();
+          expect(await Promise.all(['s-1', 's-12'].map(async (id) => shape(await collect(store.readStream(id)))))).to.deep.equal(hotStreams);
+          expect((await store.tiering.scrub()).damaged).to.deep.equal([]);
+        } finally {
+          await store.close();
+        }
+      });
+    }
+  });
+}
