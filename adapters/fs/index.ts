@@ -10,12 +10,13 @@
  * @example
  * const objects = new FsObjectStore({ dir: './objects' });
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ObjectNotFoundError, ObjectStoreError, PreconditionFailedError } from '../../lib/errors.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, withDeadline } from '../../lib/tiering/deadline.js';
-import type { GetOptions, ListPage, ObjectInfo, ObjectStore, PutOptions } from '../../lib/tiering/object-store.js';
+import { fsyncDir } from '../../lib/log/files.js';
+import { checkContentMd5, type GetOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from '../../lib/tiering/object-store.js';
 
 export interface FsObjectStoreOptions {
   /** The directory that holds the objects (created if missing). */
@@ -48,10 +49,7 @@ export class FsObjectStore implements ObjectStore {
 
   put(key: string, body: Buffer, options: PutOptions = {}): Promise<ObjectInfo> {
     return this.call('put', key, options.signal, async () => {
-      const md5 = createHash('md5').update(body);
-      if (options.md5 !== undefined && md5.copy().digest('base64') !== options.md5) {
-        throw new ObjectStoreError('put', key, 'BadDigest: the body does not match its Content-MD5');
-      }
+      const md5 = checkContentMd5(key, body, options.md5);
       const file = this.fileOf(key);
       await fs.mkdir(path.dirname(file), { recursive: true });
       const temp = path.join(path.dirname(file), `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
@@ -75,8 +73,8 @@ export class FsObjectStore implements ObjectStore {
         await fs.unlink(temp).catch(() => {});
         throw err;
       }
-      await syncDir(path.dirname(file));
-      return { key, size: body.length, etag: md5.digest('hex') };
+      await fsyncDir(path.dirname(file));
+      return { key, size: body.length, etag: md5.toString('hex') };
     });
   }
 
@@ -177,13 +175,4 @@ export class FsObjectStore implements ObjectStore {
 
 function notFound(err: unknown, key: string): unknown {
   return (err as NodeJS.ErrnoException).code === 'ENOENT' ? new ObjectNotFoundError(key, { cause: err }) : err;
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }

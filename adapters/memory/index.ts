@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { ObjectNotFoundError, ObjectStoreError, PreconditionFailedError } from '../../lib/errors.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, withDeadline } from '../../lib/tiering/deadline.js';
-import type { GetOptions, ListPage, ObjectInfo, ObjectStore, PutOptions } from '../../lib/tiering/object-store.js';
+import { checkContentMd5, type GetOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from '../../lib/tiering/object-store.js';
 
 export type Operation = 'put' | 'get' | 'head' | 'list' | 'delete';
 
@@ -90,9 +90,7 @@ export class MemoryObjectStore implements ObjectStore {
 
   put(key: string, body: Buffer, options: PutOptions = {}): Promise<ObjectInfo> {
     return this.call('put', key, options.signal, async (fault) => {
-      if (options.md5 !== undefined && createHash('md5').update(body).digest('base64') !== options.md5) {
-        throw new ObjectStoreError('put', key, 'BadDigest: the body does not match its Content-MD5');
-      }
+      checkContentMd5(key, body, options.md5);
       if (options.ifNoneMatch === true && this.conditionalWrites && this.objects.has(key)) throw new PreconditionFailedError(key);
       if (fault === 'truncate') {
         this.store(key, body.subarray(0, body.length >> 1));

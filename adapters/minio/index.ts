@@ -15,14 +15,13 @@
  *   accessKey, secretKey, bucket: 'events', prefix: 'shop/' });
  * // or: new MinioObjectStore({ client: minioClient, bucket: 'events', prefix: 'shop/' })
  */
-import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { Client, type ClientOptions } from 'minio';
 import type { Readable } from 'node:stream';
 import { ObjectNotFoundError, ObjectStoreError, PreconditionFailedError, type ColdstreamError } from '../../lib/errors.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, describe, withDeadline } from '../../lib/tiering/deadline.js';
-import type { GetOptions, ListPage, ObjectInfo, ObjectStore, PutOptions } from '../../lib/tiering/object-store.js';
+import { bytesOfRange, checkContentMd5, type GetOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from '../../lib/tiering/object-store.js';
 
 export type MinioObjectStoreOptions = (
   | { /** A client configured by the application. */ readonly client: Client }
@@ -71,9 +70,7 @@ export class MinioObjectStore implements ObjectStore {
 
   put(key: string, body: Buffer, options: PutOptions = {}): Promise<ObjectInfo> {
     return this.call('put', key, options.signal, async () => {
-      if (options.md5 !== undefined && createHash('md5').update(body).digest('base64') !== options.md5) {
-        throw new ObjectStoreError('put', key, 'BadDigest: the body does not match its Content-MD5');
-      }
+      checkContentMd5(key, body, options.md5);
       const headers = options.ifNoneMatch === true ? { 'If-None-Match': '*' } : {};
       const out = await this.client.putObject(this.bucket, this.prefix + key, body, body.length, headers);
       return { key, size: body.length, etag: out.etag === '' ? undefined : out.etag };
@@ -94,11 +91,7 @@ export class MinioObjectStore implements ObjectStore {
         throw err;
       }
       const bytes = await collect(stream);
-      const contentRange = stream.headers?.['content-range'];
-      const start = contentRange === undefined ? 0 : Number(/bytes (\d+)-/.exec(contentRange)?.[1] ?? NaN);
-      if (start === range.offset) return bytes.length > range.length ? bytes.subarray(0, range.length) : bytes;
-      if (contentRange === undefined) return bytes.subarray(range.offset, range.offset + range.length); // The whole object came back.
-      throw new ObjectStoreError('get', key, `asked for bytes from ${range.offset}, the server answered ${contentRange}`);
+      return bytesOfRange(key, bytes, range, stream.headers?.['content-range']);
     });
   }
 

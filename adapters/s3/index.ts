@@ -31,7 +31,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { ObjectNotFoundError, ObjectStoreError, PreconditionFailedError, type ColdstreamError } from '../../lib/errors.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, describe, withDeadline } from '../../lib/tiering/deadline.js';
-import type { GetOptions, ListPage, ObjectInfo, ObjectStore, PutOptions } from '../../lib/tiering/object-store.js';
+import { bytesOfRange, type GetOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from '../../lib/tiering/object-store.js';
 
 export interface S3ObjectStoreOptions {
   readonly bucket: string;
@@ -124,10 +124,7 @@ export class S3ObjectStore implements ObjectStore {
       }
       const bytes = Buffer.from(await out.Body!.transformToByteArray());
       if (range === undefined) return bytes;
-      const start = out.ContentRange === undefined ? 0 : Number(/bytes (\d+)-/.exec(out.ContentRange)?.[1] ?? NaN);
-      if (start === range.offset) return bytes.length > range.length ? bytes.subarray(0, range.length) : bytes;
-      if (start === 0 && out.ContentRange === undefined) return bytes.subarray(range.offset, range.offset + range.length); // The whole object came back.
-      throw new ObjectStoreError('get', key, `asked for bytes from ${range.offset}, the server answered ${out.ContentRange ?? 'without a Content-Range'}`);
+      return bytesOfRange(key, bytes, range, out.ContentRange);
     });
   }
 

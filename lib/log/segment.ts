@@ -18,7 +18,7 @@ import * as files from './files.js';
 import { OffsetIndex } from './offset-index.js';
 import { BATCH_HEADER_BYTES, checkBatch, corruptBatch, decodeRecords, type RecordBatch } from './record-batch.js';
 import { SUFFIX, segmentFile } from './segment-files.js';
-import type { FileDigest, SegmentSidecar } from './sidecar.js';
+import { matchesDigest, type FileDigest, type SegmentSidecar } from './sidecar.js';
 
 /**
  * The data of a sealed segment that is not on the local disk (tiering evicted it): byte ranges
@@ -179,7 +179,7 @@ export class Segment {
   private async loadSealedIndex(indexIntervalBytes: number): Promise<OffsetIndex> {
     const expected = this.sidecar!.index;
     const bytes = await files.readFileIfExists(this.indexFile);
-    if (bytes !== undefined && bytes.length === expected.bytes && crc32c(bytes) === expected.crc32c) {
+    if (bytes !== undefined && matchesDigest(bytes, expected)) {
       this.index = OffsetIndex.decode(bytes, this.committedBytes).index;
       return this.index;
     }

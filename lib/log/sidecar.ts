@@ -36,6 +36,11 @@ export interface SegmentSidecar {
 
 const DIGEST_CHUNK_BYTES = 1 << 20;
 
+/** True when `bytes` are what `digest` describes: the same size and CRC-32C. */
+export function matchesDigest(bytes: Buffer, digest: FileDigest): boolean {
+  return bytes.length === digest.bytes && crc32c(bytes) === digest.crc32c;
+}
+
 /** Size and CRC-32C of the first `bytes` bytes of the open file `fd`, read in 1 MiB chunks. */
 export async function digestOpenFile(fd: number, bytes: number): Promise<FileDigest> {
   let crc = 0;

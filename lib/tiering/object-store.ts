@@ -13,6 +13,8 @@
  * - {@link ObjectStoreError} for everything else (network, server error, credentials, deadline:
  *   `timedOut`), with the SDK's error as `cause`. Tiering retries these.
  */
+import { createHash } from 'node:crypto';
+import { ObjectStoreError } from '../errors.js';
 
 /** What {@link ObjectStore.head} and {@link ObjectStore.list} say of an object. */
 export interface ObjectInfo {
@@ -81,12 +83,34 @@ export interface ObjectStore {
   delete(key: string, options?: { signal?: AbortSignal }): Promise<void>;
 }
 
-/** Every object under `prefix`, page after page. */
-export async function* listAll(store: ObjectStore, prefix: string, signal?: AbortSignal): AsyncGenerator<ObjectInfo> {
-  let after: string | undefined;
+/** Every object under `prefix` (after the key `after`, when given), page after page. */
+export async function* listAll(store: ObjectStore, prefix: string, signal?: AbortSignal, after?: string): AsyncGenerator<ObjectInfo> {
   do {
     const page = await store.list(prefix, { after, signal });
     yield* page.objects;
     after = page.next;
   } while (after !== undefined);
+}
+
+/**
+ * For adapters whose service does not check Content-MD5 itself (or whose client computes its
+ * own): throws the ObjectStoreError a server would answer (BadDigest) when `body` does not
+ * match the `md5` (base64) the caller gave. Returns the body's MD5, for its etag.
+ */
+export function checkContentMd5(key: string, body: Buffer, md5: string | undefined): Buffer {
+  const digest = createHash('md5').update(body).digest();
+  if (md5 !== undefined && digest.toString('base64') !== md5) throw new ObjectStoreError('put', key, 'BadDigest: the body does not match its Content-MD5');
+  return digest;
+}
+
+/**
+ * The bytes of `range` from a ranged GET's answer, checked against the Content-Range that came
+ * back: a server that ignored the Range header (s3rver, for `bytes=0-0`) sent the whole object,
+ * which is cut to the range; an answer that starts elsewhere is an ObjectStoreError.
+ */
+export function bytesOfRange(key: string, bytes: Buffer, range: { readonly offset: number; readonly length: number }, contentRange: string | undefined): Buffer {
+  if (contentRange === undefined) return bytes.subarray(range.offset, range.offset + range.length); // The whole object came back.
+  const start = Number(/bytes (\d+)-/.exec(contentRange)?.[1] ?? NaN);
+  if (start !== range.offset) throw new ObjectStoreError('get', key, `asked for bytes from ${range.offset}, the server answered ${contentRange}`);
+  return bytes.length > range.length ? bytes.subarray(0, range.length) : bytes;
 }

@@ -8,12 +8,11 @@
  */
 import fs from 'node:fs';
 import { CorruptFileError } from '../errors.js';
-import { crc32c } from '../log/crc.js';
 import * as files from '../log/files.js';
 import { segmentFile, SUFFIX } from '../log/segment-files.js';
-import { encodeSidecar, type SegmentSidecar } from '../log/sidecar.js';
+import { encodeSidecar, matchesDigest, type SegmentSidecar } from '../log/sidecar.js';
 import { COMMITS_PREFIX, commitKey, decodeCommit, parseCommitKey, segmentFiles, segmentObjectKey, type Commit } from './layout.js';
-import type { ObjectStore } from './object-store.js';
+import { listAll, type ObjectStore } from './object-store.js';
 
 /** Files fetched at once. */
 const PULL_CONCURRENCY = 8;
@@ -31,15 +30,10 @@ export interface Pulled {
 export async function listCommits(store: ObjectStore, from: number, signal?: AbortSignal): Promise<{ commits: Commit[]; bytesFetched: number }> {
   const bases: number[] = [];
   // Keys sort in position order: list from just after the last commit before `from`.
-  let after = from === 0 ? undefined : commitKey(from - 1);
-  do {
-    const page = await store.list(COMMITS_PREFIX, { after, signal });
-    for (const info of page.objects) {
-      const base = parseCommitKey(info.key);
-      if (base !== undefined && base >= from) bases.push(base);
-    }
-    after = page.next;
-  } while (after !== undefined);
+  for await (const info of listAll(store, COMMITS_PREFIX, signal, from === 0 ? undefined : commitKey(from - 1))) {
+    const base = parseCommitKey(info.key);
+    if (base !== undefined && base >= from) bases.push(base);
+  }
   const commits: Commit[] = [];
   let bytesFetched = 0;
   let next = from;
@@ -74,7 +68,7 @@ export async function pullSegments(store: ObjectStore, logDir: string, commits: 
     const key = segmentObjectKey(base, commit.attempt, suffix);
     const bytes = await store.get(key, { signal });
     bytesFetched += bytes.length;
-    if (bytes.length !== digest.bytes || crc32c(bytes) !== digest.crc32c) {
+    if (!matchesDigest(bytes, digest)) {
       throw new CorruptFileError(key, `the object does not match its commit's sidecar (${bytes.length} bytes, ${digest.bytes} expected, or a CRC-32C mismatch): run a scrub on the writer`);
     }
     await files.writeFileDurable(segmentFile(logDir, base, suffix), bytes);

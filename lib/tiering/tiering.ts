@@ -34,12 +34,11 @@ import { ColdstreamError, CorruptFileError, FencedError, InvalidOptionsError, Ob
 import { CATALOGUE_FILE, encodeCatalogue } from '../log/segment-catalogue.js';
 import { listCommits, pullSegments } from './pull.js';
 import type { Clock } from '../clock.js';
-import { crc32c } from '../log/crc.js';
 import * as files from '../log/files.js';
 import { segmentFile, SUFFIX } from '../log/segment-files.js';
 import type { SegmentLog } from '../log/segment-log.js';
 import type { RemoteSegmentData } from '../log/segment.js';
-import type { SegmentSidecar } from '../log/sidecar.js';
+import { matchesDigest, type FileDigest, type SegmentSidecar } from '../log/sidecar.js';
 import { BlockCache, type CacheStats } from './block-cache.js';
 import {
   commitKey,
@@ -270,8 +269,6 @@ export class Tiering implements TieringControl {
   status(): TieringStatus {
     let backlogBytes = 0;
     for (const base of this.queue) backlogBytes += this.localData.get(base)?.bytes ?? 0;
-    let localBytes = 0;
-    for (const { bytes } of this.localData.values()) localBytes += bytes;
     const cache = this.cache.stats();
     const lookups = cache.hits + cache.misses;
     return {
@@ -280,7 +277,7 @@ export class Tiering implements TieringControl {
       epoch: this.epoch,
       backlog: { segments: this.queue.length, bytes: backlogBytes },
       remoteSegments: this.state.committed.size,
-      local: { segments: this.localData.size, bytes: localBytes },
+      local: { segments: this.localData.size, bytes: this.localBytes() },
       uploaded: { ...this.uploaded },
       cache: { ...cache, hitRatio: lookups === 0 ? 0 : cache.hits / lookups },
       lastError: this.lastError,
@@ -300,7 +297,19 @@ export class Tiering implements TieringControl {
 
   refresh(): Promise<number> {
     if (!this.readOnly) return Promise.resolve(0);
-    const run = this.refreshing.catch(() => 0).then(() => this.pullNew());
+    const run = this.refreshing
+      .catch(() => 0)
+      .then(() => this.pullNew())
+      .then(
+        (pulled) => {
+          this.lastError = undefined;
+          return pulled;
+        },
+        (err: unknown) => {
+          if (!this.closed) this.noteError(err);
+          throw err;
+        },
+      );
     this.refreshing = run;
     return run;
   }
@@ -316,17 +325,19 @@ export class Tiering implements TieringControl {
     return commits.length;
   }
 
+  /** The replica's loop: a refresh every `pollIntervalMs` (the store's open makes the first). */
   private async poll(): Promise<void> {
-    while (!this.closed) {
-      try {
-        await this.refresh();
-        this.lastError = undefined;
-      } catch (err) {
-        if (this.closed) break;
-        this.lastError = { message: (err as Error).message, code: err instanceof ColdstreamError ? err.code : ((err as NodeJS.ErrnoException).code ?? 'ERROR'), at: new Date() };
-      }
+    for (;;) {
       await this.sleep(this.options.pollIntervalMs);
+      if (this.closed) return;
+      await this.refresh().catch(() => {}); // Recorded in lastError; the next poll tries again.
     }
+  }
+
+  /** Records `err` as the last error that status() reports. */
+  private noteError(err: unknown): void {
+    const code = err instanceof ColdstreamError ? err.code : ((err as NodeJS.ErrnoException).code ?? 'ERROR');
+    this.lastError = { message: err instanceof Error ? err.message : String(err), code, at: new Date() };
   }
 
   // ------------------------------------------------------------------------------ the loop
@@ -346,7 +357,7 @@ export class Tiering implements TieringControl {
         this.lastError = undefined;
       } catch (err) {
         if (this.closed) break;
-        this.lastError = { message: (err as Error).message, code: err instanceof ColdstreamError ? err.code : ((err as NodeJS.ErrnoException).code ?? 'ERROR'), at: new Date() };
+        this.noteError(err);
         if (err instanceof FencedError) {
           this.fencedBy = err;
           this.settleDrains(err);
@@ -401,13 +412,13 @@ export class Tiering implements TieringControl {
     for (const [suffix, digest] of segmentFiles(sidecar)) {
       const file = segmentFile(this.logDir, base, suffix);
       const body = await fs.promises.readFile(file);
-      if (body.length !== digest.bytes || crc32c(body) !== digest.crc32c) {
+      if (!matchesDigest(body, digest)) {
         throw new CorruptFileError(file, `its size or CRC-32C does not match the segment's sidecar: it is not uploaded (restore the file, or remove the segment's sidecar for it to be re-sealed)`);
       }
       const key = segmentObjectKey(base, attempt, suffix);
       const md5 = createHash('md5').update(body).digest();
       const put = await this.store.put(key, body, { md5: md5.toString('base64'), signal: this.abort.signal });
-      await this.verifyUpload(key, body.length, digest.crc32c, md5.toString('hex'), put.etag);
+      await this.verifyUpload(key, digest, md5.toString('hex'), put.etag);
       bytes += body.length;
     }
     const committed = await this.writeCommit(base, { formatVersion: 1, attempt, epoch: this.epoch!, sidecar });
@@ -417,14 +428,14 @@ export class Tiering implements TieringControl {
   }
 
   /** Checks that the object at `key` holds the bytes uploaded: by the server's MD5 etag, else by reading it back. */
-  private async verifyUpload(key: string, size: number, crc: number, md5: string, etag: string | undefined): Promise<void> {
+  private async verifyUpload(key: string, digest: FileDigest, md5: string, etag: string | undefined): Promise<void> {
     if (etag === md5) return;
     const head = await this.store.head(key, { signal: this.abort.signal });
     if (head === undefined) throw new ObjectStoreError('verify', key, 'the object is missing right after its upload');
-    if (head.size !== size) throw new ObjectStoreError('verify', key, `the object holds ${head.size} bytes, not the ${size} uploaded`);
+    if (head.size !== digest.bytes) throw new ObjectStoreError('verify', key, `the object holds ${head.size} bytes, not the ${digest.bytes} uploaded`);
     if (head.etag === md5) return;
     const back = await this.store.get(key, { signal: this.abort.signal });
-    if (back.length !== size || crc32c(back) !== crc) throw new ObjectStoreError('verify', key, 'the object read back does not match the CRC-32C of what was uploaded');
+    if (!matchesDigest(back, digest)) throw new ObjectStoreError('verify', key, 'the object read back does not match the CRC-32C of what was uploaded');
   }
 
   /**
@@ -503,10 +514,16 @@ export class Tiering implements TieringControl {
 
   // ------------------------------------------------------------------------------ retention
 
+  /** Bytes of sealed segment data on the local disk. */
+  private localBytes(): number {
+    let bytes = 0;
+    for (const segment of this.localData.values()) bytes += segment.bytes;
+    return bytes;
+  }
+
   private async applyRetention(): Promise<void> {
     const now = this.clock.now();
-    let localBytes = 0;
-    for (const { bytes } of this.localData.values()) localBytes += bytes;
+    let localBytes = this.localBytes();
     // Oldest first: Map iteration is insertion order, and segments are added in position order.
     for (const [base, { bytes, lastTimestamp }] of this.localData) {
       const tooOld = this.options.localRetentionMs !== undefined && now - lastTimestamp > this.options.localRetentionMs;
