@@ -159,12 +159,7 @@ export function resolveOptions(options: EventStoreOptions): ResolvedOptions {
     throw new InvalidOptionsError([{ path: 'options', constraint: 'isObject', message: 'must be an object with at least { dir }' }]);
   }
   const merged = { ...DEFAULT_OPTIONS, eventClasses: {}, clock: systemClock, ...definedOnly(options) };
-  const failures: ValidationFailure[] = [];
-  for (const error of validateSync(Object.assign(new OptionsInput(), merged))) {
-    for (const [constraint, message] of Object.entries(error.constraints ?? {})) {
-      failures.push({ path: `options.${error.property}`, constraint, message: message.replace(`${error.property} `, '') });
-    }
-  }
+  const failures = failuresOf(Object.assign(new OptionsInput(), merged), 'options.');
   for (const [type, EventClass] of Object.entries(merged.eventClasses ?? {})) {
     if (typeof EventClass !== 'function') failures.push({ path: `options.eventClasses.${type}`, constraint: 'isClass', message: 'must be a class' });
   }
@@ -178,6 +173,50 @@ function definedOnly<T extends object>(options: T): Partial<T> {
   return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
+/** The numeric fields of the `tiering` option (undefined: the default). */
+class TieringInput {
+  @IsOptional()
+  @IsInt({ message: 'must be an integer number of bytes' })
+  @Min(0)
+  @Max(Number.MAX_SAFE_INTEGER)
+  localRetentionBytes!: unknown;
+
+  @IsOptional()
+  @IsInt({ message: 'must be an integer number of milliseconds' })
+  @Min(1)
+  @Max(Number.MAX_SAFE_INTEGER)
+  localRetentionMs!: unknown;
+
+  @IsOptional()
+  @IsInt({ message: 'must be an integer number of bytes' })
+  @Min(64 * KiB)
+  @Max(Number.MAX_SAFE_INTEGER)
+  cacheBytes!: unknown;
+
+  @IsOptional()
+  @IsInt({ message: 'must be an integer number of milliseconds' })
+  @Min(10)
+  @Max(Number.MAX_SAFE_INTEGER)
+  pollIntervalMs!: unknown;
+
+  @IsOptional()
+  @IsInt({ message: 'must be an integer number of milliseconds' })
+  @Min(1)
+  @Max(Number.MAX_SAFE_INTEGER)
+  retryBaseMs!: unknown;
+}
+
+/** The failures class-validator finds in `input`, with paths under `prefix` (e.g. `options.`). */
+function failuresOf(input: object, prefix: string): ValidationFailure[] {
+  const failures: ValidationFailure[] = [];
+  for (const error of validateSync(input)) {
+    for (const [constraint, message] of Object.entries(error.constraints ?? {})) {
+      failures.push({ path: `${prefix}${error.property}`, constraint, message: message.replace(`${error.property} `, '') });
+    }
+  }
+  return failures;
+}
+
 /** The checks of the `tiering` option. */
 function checkTiering(tiering: TieringOptions): ValidationFailure[] {
   if (typeof tiering !== 'object' || tiering === null) {
@@ -189,16 +228,7 @@ function checkTiering(tiering: TieringOptions): ValidationFailure[] {
   if (missing.length > 0) {
     failures.push({ path: 'options.tiering.objectStore', constraint: 'isObjectStore', message: `must be an ObjectStore (an adapter from coldstream/adapters/*); lacks ${missing.join(', ')}` });
   }
-  const integer = (name: 'localRetentionBytes' | 'localRetentionMs' | 'cacheBytes' | 'pollIntervalMs' | 'retryBaseMs', min: number, unit: string): void => {
-    const value = tiering[name];
-    if (value !== undefined && (!Number.isSafeInteger(value) || value < min)) {
-      failures.push({ path: `options.tiering.${name}`, constraint: 'min', message: `must be an integer number of ${unit}, at least ${min}` });
-    }
-  };
-  integer('localRetentionBytes', 0, 'bytes');
-  integer('localRetentionMs', 1, 'milliseconds');
-  integer('cacheBytes', 64 * KiB, 'bytes');
-  integer('pollIntervalMs', 10, 'milliseconds');
-  integer('retryBaseMs', 1, 'milliseconds');
+  const { localRetentionBytes, localRetentionMs, cacheBytes, pollIntervalMs, retryBaseMs } = tiering;
+  failures.push(...failuresOf(Object.assign(new TieringInput(), { localRetentionBytes, localRetentionMs, cacheBytes, pollIntervalMs, retryBaseMs }), 'options.tiering.'));
   return failures;
 }

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
+import { MemoryObjectStore } from '../../adapters/memory/index.js';
 import { ColdstreamError, EventStore, InvalidOptionsError, StoreClosedError, StoreLockedError, isColdstreamError, type EventStoreOptions } from '../../lib/index.js';
 import { collect, openStore, rejection, storeOptions } from '../helpers/store.js';
 import { useTempDir } from '../helpers/temp-dir.js';
@@ -26,6 +27,16 @@ describe('EventStore open options, lock and close', () => {
       [{ fsyncIntervalMs: 0 }, 'options.fsyncIntervalMs'],
       [{ indexCheckpointEvents: 0 }, 'options.indexCheckpointEvents'],
       [{ eventClasses: { ItemAdded: 'not a class' as never } }, 'options.eventClasses.ItemAdded'],
+      [{ readOnly: 'yes' as never }, 'options.readOnly'],
+      [{ tiering: 5 as never }, 'options.tiering'],
+      [{ tiering: {} as never }, 'options.tiering.objectStore'],
+      [{ tiering: { objectStore: { put() {} } as never } }, 'options.tiering.objectStore'],
+      [{ tiering: { objectStore: new MemoryObjectStore(), localRetentionBytes: -1 } }, 'options.tiering.localRetentionBytes'],
+      [{ tiering: { objectStore: new MemoryObjectStore(), localRetentionMs: 0 } }, 'options.tiering.localRetentionMs'],
+      [{ tiering: { objectStore: new MemoryObjectStore(), cacheBytes: 1000 } }, 'options.tiering.cacheBytes'],
+      [{ tiering: { objectStore: new MemoryObjectStore(), pollIntervalMs: 20.5 } }, 'options.tiering.pollIntervalMs'],
+      [{ tiering: { objectStore: new MemoryObjectStore(), retryBaseMs: 0 } }, 'options.tiering.retryBaseMs'],
+      [{ tiering: { objectStore: new MemoryObjectStore(), localRetentionBytes: 2 ** 60 } }, 'options.tiering.localRetentionBytes'],
     ];
     for (const [overrides, name] of cases) {
       const options = { ...storeOptions(dir), ...overrides };
