@@ -30,7 +30,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ColdstreamError, CorruptFileError, FencedError, InvalidOptionsError, ObjectNotFoundError, ObjectStoreError, PreconditionFailedError } from '../errors.js';
+import { ColdstreamError, CorruptFileError, FencedError, InvalidOptionsError, ObjectNotFoundError, ObjectStoreError, PreconditionFailedError, ReadOnlyError } from '../errors.js';
 import { CATALOGUE_FILE, encodeCatalogue } from '../log/segment-catalogue.js';
 import { listCommits, pullSegments } from './pull.js';
 import type { Clock } from '../clock.js';
@@ -540,40 +540,40 @@ export class Tiering implements TieringControl {
   // ------------------------------------------------------------------------------ scrub
 
   /**
-   * Checks the object store against the commits: deletes orphans (objects of attempts no
-   * commit names, when no upload is running for their segment) and reports committed segments
-   * whose objects are missing or do not match their sidecar's sizes.
+   * Checks the object store against the commits. Deletes orphans: objects of an attempt at a
+   * segment whose commit names another attempt (a commit is never replaced, so nothing can ever
+   * reference them). Reports committed segments whose objects are missing or not the size their
+   * sidecar records. Objects of a segment with no commit are left alone: they may be an upload
+   * in progress, and become orphans for the next scrub once that segment commits. A read-only
+   * replica writes nothing to the object store: there it throws READ_ONLY.
    */
   async scrub(): Promise<ScrubReport> {
-    const commits = new Map<number, Commit>();
-    for await (const info of listAll(this.store, COMMITS_PREFIX)) {
+    if (this.readOnly) throw new ReadOnlyError('scrub the object store');
+    const { signal } = this.abort;
+    const committed = new Set<number>();
+    /** The objects the commits reference, with the size each must have. */
+    const referenced = new Map<string, { basePosition: number; bytes: number }>();
+    for await (const info of listAll(this.store, COMMITS_PREFIX, signal)) {
       const base = parseCommitKey(info.key);
-      if (base !== undefined) commits.set(base, decodeCommit(info.key, await this.store.get(info.key), base));
+      if (base === undefined) continue;
+      const commit = decodeCommit(info.key, await this.store.get(info.key, { signal }), base);
+      committed.add(base);
+      for (const [suffix, digest] of segmentFiles(commit.sidecar)) referenced.set(segmentObjectKey(base, commit.attempt, suffix), { basePosition: base, bytes: digest.bytes });
     }
     const deleted: string[] = [];
-    const seen = new Set<string>();
-    const uploading = this.queue[0];
-    for await (const info of listAll(this.store, SEGMENTS_PREFIX)) {
-      const [name, attempt] = info.key.slice(SEGMENTS_PREFIX.length).split('/');
-      const base = Number(name);
-      const commit = commits.get(base);
-      if (commit !== undefined && commit.attempt === attempt) {
-        seen.add(info.key);
-        const expected = segmentFiles(commit.sidecar).find(([suffix]) => segmentObjectKey(base, attempt, suffix) === info.key);
-        if (expected !== undefined && expected[1].bytes !== info.size) seen.delete(info.key); // Reported below as damaged.
-        continue;
-      }
-      if (base === uploading) continue;
-      await this.store.delete(info.key);
-      deleted.push(info.key);
-    }
-    const damaged: { basePosition: number; key: string; reason: string }[] = [];
-    for (const [base, commit] of commits) {
-      for (const [suffix] of segmentFiles(commit.sidecar)) {
-        const key = segmentObjectKey(base, commit.attempt, suffix);
-        if (!seen.has(key)) damaged.push({ basePosition: base, key, reason: 'missing, or not the size its sidecar records' });
+    const intact = new Set<string>();
+    for await (const info of listAll(this.store, SEGMENTS_PREFIX, signal)) {
+      const wanted = referenced.get(info.key);
+      if (wanted !== undefined) {
+        if (info.size === wanted.bytes) intact.add(info.key);
+      } else if (committed.has(Number(info.key.slice(SEGMENTS_PREFIX.length).split('/')[0]))) {
+        await this.store.delete(info.key, { signal });
+        deleted.push(info.key);
       }
     }
+    const damaged = [...referenced]
+      .filter(([key]) => !intact.has(key))
+      .map(([key, { basePosition }]) => ({ basePosition, key, reason: 'missing, or not the size its sidecar records' }));
     return { deleted, damaged };
   }
 
