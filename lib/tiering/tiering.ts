@@ -221,14 +221,32 @@ export class Tiering implements TieringControl {
       this.running = this.poll();
       return;
     }
+    const evicting: number[] = [];
     for (const info of log.segmentInfos()) {
       if (!info.sealed) continue;
       if (!this.state.evicted.has(info.basePosition)) {
         this.localData.set(info.basePosition, { bytes: info.bytes, lastTimestamp: log.sidecarOf(info.basePosition).lastTimestamp });
+      } else {
+        evicting.push(info.basePosition);
       }
       if (!this.state.committed.has(info.basePosition)) this.enqueue(info.basePosition);
     }
-    this.running = this.run();
+    this.running = this.finishEvictions(evicting).then(() => this.run());
+  }
+
+  /**
+   * Removes the data files of segments whose eviction was recorded but not finished (a crash
+   * between the record and the unlink): nothing else would ever remove them.
+   */
+  private async finishEvictions(bases: readonly number[]): Promise<void> {
+    for (const base of bases) {
+      try {
+        await files.unlinkIfExists(segmentFile(this.logDir, base, SUFFIX.log));
+        this.log.dataEvicted(base);
+      } catch (err) {
+        this.noteError(err); // The file stays; reads use it. The next open tries again.
+      }
+    }
   }
 
   /** Queues a segment sealed since open (the log's afterSeal hook). */
