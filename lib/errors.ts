@@ -40,6 +40,8 @@ export const ErrorCode = {
   FENCED: 'FENCED',
   /** The store was opened read-only. {@link ReadOnlyError} */
   READ_ONLY: 'READ_ONLY',
+  /** Local segment data reached `tiering.maxLocalBytes` because uploads fall behind; nothing was written. {@link LocalDiskFullError} */
+  LOCAL_DISK_FULL: 'LOCAL_DISK_FULL',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -287,6 +289,29 @@ export class FencedError extends ColdstreamError {
 export class ReadOnlyError extends ColdstreamError {
   constructor(operation: string) {
     super(ErrorCode.READ_ONLY, `Cannot ${operation}: the store was opened read-only; open it without readOnly to write`);
+  }
+}
+
+/**
+ * An append refused because the store's local segment data reached `tiering.maxLocalBytes`:
+ * sealed segments wait to be uploaded (the object store is down, slow or refusing), and only
+ * uploaded data can be evicted. Nothing of the append was written, and nothing acknowledged is
+ * lost; appends succeed again once uploads catch up (`store.tiering.status()` shows the backlog
+ * and the object store's last error).
+ */
+export class LocalDiskFullError extends ColdstreamError {
+  readonly localBytes: number;
+  readonly maxLocalBytes: number;
+
+  constructor(localBytes: number, maxLocalBytes: number, lastError: string | undefined) {
+    super(
+      ErrorCode.LOCAL_DISK_FULL,
+      `Local segment data is ${localBytes} bytes, at or over tiering.maxLocalBytes (${maxLocalBytes}): sealed segments are waiting to be uploaded` +
+        `${lastError === undefined ? '' : ` (last object-store error: ${lastError})`}. Nothing was written; retry once uploads catch up ` +
+        '(store.tiering.status().backlog), or raise maxLocalBytes',
+    );
+    this.localBytes = localBytes;
+    this.maxLocalBytes = maxLocalBytes;
   }
 }
 

@@ -19,6 +19,7 @@ export {
   CorruptRecordError,
   ErrorCode,
   FencedError,
+  LocalDiskFullError,
   ObjectNotFoundError,
   ObjectStoreError,
   PreconditionFailedError,

@@ -125,6 +125,8 @@ export class SegmentLog {
   private pending: PendingBatch[] = [];
   private syncWaiters: Waiter[] = [];
   private readonly sealQueue: Segment[] = [];
+  /** Rolled segments whose seal has not finished (queued, or under way). */
+  private readonly rolled = new Set<Segment>();
   /** When the writer loop last went through a macrotask (an fdatasync, or a yield). */
   private lastMacrotask = performance.now();
   private loop: Promise<void> = Promise.resolve();
@@ -209,6 +211,13 @@ export class SegmentLog {
     return this.failure;
   }
 
+  /** Bytes handed to segments that are not sealed yet: the active one, and rolled ones waiting for their seal. */
+  get unsealedBytes(): number {
+    let bytes = this.active.reservedBytes;
+    for (const segment of this.rolled) bytes += segment.reservedBytes;
+    return bytes;
+  }
+
   /** Position of the oldest record held. */
   get startPosition(): number {
     return this.segments.startPosition;
@@ -288,6 +297,7 @@ export class SegmentLog {
     next.index = new OffsetIndex();
     this.segments.push(next);
     this.sealQueue.push(previous);
+    this.rolled.add(previous);
     this.active = next;
     return next;
   }
@@ -515,6 +525,7 @@ export class SegmentLog {
     segment.sidecar = sidecar;
     this.openSealed.add(segment);
     this.closeIdleSegments();
+    this.rolled.delete(segment);
     await this.options.afterSeal?.(sealing);
   }
 

@@ -181,8 +181,8 @@ export class EventStore {
   private async append(requests: readonly AppendRequest[], prefixOf: (i: number) => string, skipRetryCheck = false, system = false): Promise<AppendResult[]> {
     this.assertOpen();
     if (this.options.readOnly) throw new ReadOnlyError('append');
-    const fenced = this.tiering_?.fenced;
-    if (fenced !== undefined) throw fenced;
+    const refused = this.tiering_?.fenced ?? this.tiering_?.diskFull(this.log.unsealedBytes);
+    if (refused !== undefined) throw refused;
     // Appends outrunning the stream index's database wait for it (see StreamIndex.backpressure).
     for (let wait = this.index.backpressure(); wait !== undefined; wait = this.index.backpressure()) {
       await wait;

@@ -8,7 +8,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { InvalidOptionsError, type ValidationFailure } from '../errors.js';
 import type { Durability } from '../log/segment-log.js';
 import type { EventClasses } from './validation.js';
-import type { TieringOptions } from '../tiering/tiering.js';
+import { TIERING_DEFAULTS, type TieringOptions } from '../tiering/tiering.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -164,7 +164,7 @@ export function resolveOptions(options: EventStoreOptions): ResolvedOptions {
     if (typeof EventClass !== 'function') failures.push({ path: `options.eventClasses.${type}`, constraint: 'isClass', message: 'must be a class' });
   }
   if (typeof merged.clock?.now !== 'function') failures.push({ path: 'options.clock', constraint: 'isClock', message: 'must have a now() method' });
-  if (merged.tiering !== undefined) failures.push(...checkTiering(merged.tiering));
+  if (merged.tiering !== undefined) failures.push(...checkTiering(merged.tiering, merged.segmentBytes));
   if (failures.length > 0) throw new InvalidOptionsError(failures);
   return Object.freeze({ tiering: undefined, ...merged }) as ResolvedOptions;
 }
@@ -204,6 +204,12 @@ class TieringInput {
   @Min(1)
   @Max(Number.MAX_SAFE_INTEGER)
   retryBaseMs!: unknown;
+
+  @IsOptional()
+  @IsInt({ message: 'must be an integer number of bytes' })
+  @Min(1)
+  @Max(Number.MAX_SAFE_INTEGER)
+  maxLocalBytes!: unknown;
 }
 
 /** The failures class-validator finds in `input`, with paths under `prefix` (e.g. `options.`). */
@@ -218,7 +224,7 @@ function failuresOf(input: object, prefix: string): ValidationFailure[] {
 }
 
 /** The checks of the `tiering` option. */
-function checkTiering(tiering: TieringOptions): ValidationFailure[] {
+function checkTiering(tiering: TieringOptions, segmentBytes: unknown): ValidationFailure[] {
   if (typeof tiering !== 'object' || tiering === null) {
     return [{ path: 'options.tiering', constraint: 'isObject', message: 'must be an object such as { objectStore: new FsObjectStore({ dir }) }' }];
   }
@@ -228,7 +234,16 @@ function checkTiering(tiering: TieringOptions): ValidationFailure[] {
   if (missing.length > 0) {
     failures.push({ path: 'options.tiering.objectStore', constraint: 'isObjectStore', message: `must be an ObjectStore (an adapter from coldstream/adapters/*); lacks ${missing.join(', ')}` });
   }
-  const { localRetentionBytes, localRetentionMs, cacheBytes, pollIntervalMs, retryBaseMs } = tiering;
-  failures.push(...failuresOf(Object.assign(new TieringInput(), { localRetentionBytes, localRetentionMs, cacheBytes, pollIntervalMs, retryBaseMs }), 'options.tiering.'));
+  const { localRetentionBytes, localRetentionMs, cacheBytes, pollIntervalMs, retryBaseMs, maxLocalBytes } = tiering;
+  const fieldFailures = failuresOf(Object.assign(new TieringInput(), { localRetentionBytes, localRetentionMs, cacheBytes, pollIntervalMs, retryBaseMs, maxLocalBytes }), 'options.tiering.');
+  failures.push(...fieldFailures);
+  if (maxLocalBytes !== undefined && fieldFailures.length === 0 && typeof segmentBytes === 'number') {
+    // A healthy store holds up to localRetentionBytes of sealed data, plus a segment waiting for
+    // its upload and the active one: a watermark below that would refuse appends for no reason.
+    const floor = (localRetentionBytes ?? TIERING_DEFAULTS.localRetentionBytes) + 2 * segmentBytes;
+    if ((maxLocalBytes as number) <= floor) {
+      failures.push({ path: 'options.tiering.maxLocalBytes', constraint: 'exceedsRetention', message: `must exceed localRetentionBytes plus two segments (${floor} bytes here), or a healthy store would refuse appends` });
+    }
+  }
   return failures;
 }

@@ -30,7 +30,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ColdstreamError, CorruptFileError, FencedError, InvalidOptionsError, ObjectNotFoundError, ObjectStoreError, PreconditionFailedError, ReadOnlyError } from '../errors.js';
+import { ColdstreamError, CorruptFileError, FencedError, InvalidOptionsError, LocalDiskFullError, ObjectNotFoundError, ObjectStoreError, PreconditionFailedError, ReadOnlyError } from '../errors.js';
 import { CATALOGUE_FILE, encodeCatalogue } from '../log/segment-catalogue.js';
 import { listCommits, pullSegments } from './pull.js';
 import type { Clock } from '../clock.js';
@@ -76,6 +76,13 @@ export interface TieringOptions {
   readonly pollIntervalMs?: number;
   /** Delay before the first retry of a failed upload; it doubles (with jitter) up to 30 s. Default 100 ms. */
   readonly retryBaseMs?: number;
+  /**
+   * High watermark of local segment data (sealed data not yet evicted, plus segments not sealed
+   * yet): while it is reached, appends fail with LOCAL_DISK_FULL instead of filling the disk
+   * when uploads fall behind (object store down or slow). Must exceed `localRetentionBytes` plus
+   * two segments (`segmentBytes`), so that a healthy store never reaches it. Default: no limit.
+   */
+  readonly maxLocalBytes?: number;
 }
 
 export const TIERING_DEFAULTS = Object.freeze({
@@ -156,6 +163,8 @@ export class Tiering implements TieringControl {
   private readonly queued = new Set<number>();
   /** Sealed segments with local data, oldest first: base → [data bytes, last timestamp]. */
   private readonly localData = new Map<number, { bytes: number; lastTimestamp: number }>();
+  /** The sum of {@link localData}'s bytes. */
+  private localDataBytes = 0;
   private epoch: number | undefined;
   private fencedBy: FencedError | undefined;
   private lastError: TieringStatus['lastError'];
@@ -170,7 +179,7 @@ export class Tiering implements TieringControl {
   private constructor(
     private readonly dir: string,
     private readonly logDir: string,
-    readonly options: Required<Omit<TieringOptions, 'localRetentionMs'>> & { localRetentionMs: number | undefined },
+    readonly options: Required<Omit<TieringOptions, 'localRetentionMs' | 'maxLocalBytes'>> & { localRetentionMs: number | undefined; maxLocalBytes: number | undefined },
     /** A replica: pulls what the writer commits, uploads nothing, writes nothing remote. */
     private readonly readOnly: boolean,
     private readonly state: RemoteState,
@@ -192,6 +201,7 @@ export class Tiering implements TieringControl {
       cacheBytes: options.cacheBytes ?? TIERING_DEFAULTS.cacheBytes,
       pollIntervalMs: options.pollIntervalMs ?? TIERING_DEFAULTS.pollIntervalMs,
       retryBaseMs: options.retryBaseMs ?? TIERING_DEFAULTS.retryBaseMs,
+      maxLocalBytes: options.maxLocalBytes,
     };
     return new Tiering(dir, logDir, resolved, readOnly, state, new BlockCache(options.objectStore, resolved.cacheBytes), clock);
   }
@@ -225,7 +235,7 @@ export class Tiering implements TieringControl {
     for (const info of log.segmentInfos()) {
       if (!info.sealed) continue;
       if (!this.state.evicted.has(info.basePosition)) {
-        this.localData.set(info.basePosition, { bytes: info.bytes, lastTimestamp: log.sidecarOf(info.basePosition).lastTimestamp });
+        this.addLocal(info.basePosition, info.bytes, log.sidecarOf(info.basePosition).lastTimestamp);
       } else {
         evicting.push(info.basePosition);
       }
@@ -253,8 +263,24 @@ export class Tiering implements TieringControl {
   sealed(basePosition: number): void {
     if (this.running === undefined) return; // Sealed while the store opens: start() queues it.
     const sidecar = this.log.sidecarOf(basePosition);
-    this.localData.set(basePosition, { bytes: sidecar.data.bytes, lastTimestamp: sidecar.lastTimestamp });
+    this.addLocal(basePosition, sidecar.data.bytes, sidecar.lastTimestamp);
     this.enqueue(basePosition);
+  }
+
+  private addLocal(basePosition: number, bytes: number, lastTimestamp: number): void {
+    this.localDataBytes += bytes - (this.localData.get(basePosition)?.bytes ?? 0);
+    this.localData.set(basePosition, { bytes, lastTimestamp });
+  }
+
+  /**
+   * The error an append fails with while local segment data (sealed and not evicted, plus
+   * `unsealedBytes` of the segments not sealed yet) is at `maxLocalBytes`; else undefined.
+   */
+  diskFull(unsealedBytes: number): LocalDiskFullError | undefined {
+    const max = this.options.maxLocalBytes;
+    if (max === undefined) return undefined;
+    const local = this.localDataBytes + unsealedBytes;
+    return local < max ? undefined : new LocalDiskFullError(local, max, this.lastError?.message);
   }
 
   private enqueue(basePosition: number): void {
@@ -534,9 +560,7 @@ export class Tiering implements TieringControl {
 
   /** Bytes of sealed segment data on the local disk. */
   private localBytes(): number {
-    let bytes = 0;
-    for (const segment of this.localData.values()) bytes += segment.bytes;
-    return bytes;
+    return this.localDataBytes;
   }
 
   private async applyRetention(): Promise<void> {
@@ -551,6 +575,7 @@ export class Tiering implements TieringControl {
       await files.unlinkIfExists(segmentFile(this.logDir, base, SUFFIX.log));
       this.log.dataEvicted(base);
       this.localData.delete(base);
+      this.localDataBytes -= bytes;
       localBytes -= bytes;
     }
   }

@@ -37,6 +37,9 @@ describe('EventStore open options, lock and close', () => {
       [{ tiering: { objectStore: new MemoryObjectStore(), pollIntervalMs: 20.5 } }, 'options.tiering.pollIntervalMs'],
       [{ tiering: { objectStore: new MemoryObjectStore(), retryBaseMs: 0 } }, 'options.tiering.retryBaseMs'],
       [{ tiering: { objectStore: new MemoryObjectStore(), localRetentionBytes: 2 ** 60 } }, 'options.tiering.localRetentionBytes'],
+      [{ tiering: { objectStore: new MemoryObjectStore(), maxLocalBytes: 0 } }, 'options.tiering.maxLocalBytes'],
+      // storeOptions' segments are 2 KiB: the watermark must exceed retention plus two of them.
+      [{ tiering: { objectStore: new MemoryObjectStore(), localRetentionBytes: 10_000, maxLocalBytes: 14_096 } }, 'options.tiering.maxLocalBytes'],
     ];
     for (const [overrides, name] of cases) {
       const options = { ...storeOptions(dir), ...overrides };

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import { MemoryObjectStore } from '../../adapters/memory/index.js';
 import { endpointFromEnvironment, minioStoreFor, s3StoreFor, startS3rver, type S3Endpoint } from '../helpers/s3-servers.js';
-import { CorruptRecordError, EventStore, FencedError, ReadOnlyError, type EventStoreOptions, type RecordedEvent } from '../../lib/index.js';
+import { CorruptRecordError, EventStore, FencedError, LocalDiskFullError, ReadOnlyError, type EventStoreOptions, type RecordedEvent } from '../../lib/index.js';
 import type { ObjectStore } from '../../lib/tiering/object-store.js';
 import { collect, rejection, segmentFiles, storeOptions } from '../helpers/store.js';
 import { useTempDir } from '../helpers/temp-dir.js';
@@ -93,6 +93,44 @@ describe('tiering', () => {
       expect(store.tiering.status().lastError).to.equal(undefined);
       store.tiering.clearCache();
       expect((await collect(store.readAll())).length).to.equal(400);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('refuses appends with LOCAL_DISK_FULL at maxLocalBytes while uploads are down, writes nothing of them, and accepts them again once uploads catch up', async () => {
+    const objects = new MemoryObjectStore();
+    objects.down = true;
+    // Segments of 2 KiB, none retained: the watermark must exceed 2 segments; 6 segments' worth here.
+    const store = await EventStore.open(tieredOptions(tmp.path, objects, { tiering: { objectStore: objects, localRetentionBytes: 0, maxLocalBytes: 12 * 1024, retryBaseMs: 5 } }));
+    try {
+      let acknowledged = 0;
+      let refused: LocalDiskFullError | undefined;
+      while (refused === undefined) {
+        try {
+          await store.appendToStream('s', [{ type: 'E', data: { n: acknowledged, pad: 'x'.repeat(100) } }]);
+          acknowledged++;
+        } catch (err) {
+          refused = err as LocalDiskFullError;
+        }
+        expect(acknowledged, 'appends never refused').to.be.lessThan(1000);
+      }
+      expect(refused).to.be.instanceOf(LocalDiskFullError);
+      expect(refused.code).to.equal('LOCAL_DISK_FULL');
+      expect(refused.message).to.match(/maxLocalBytes \(12288\).*last object-store error/);
+      expect(refused.localBytes).to.be.at.least(12 * 1024);
+      await store.flush();
+      const logBytes = segmentFiles(tmp.path, '.log').reduce((sum, file) => sum + fs.statSync(file).size, 0);
+      expect(logBytes, 'local data stays near the watermark').to.be.lessThan(12 * 1024 + 2048 + 4096);
+      expect((await rejection(store.appendToStream('s', [{ type: 'E', data: {} }]), LocalDiskFullError)).code).to.equal('LOCAL_DISK_FULL');
+      expect(store.commitPosition, 'nothing of a refused append is written').to.equal(acknowledged);
+
+      objects.down = false;
+      await store.tiering.drain();
+      await store.appendToStream('s', [{ type: 'E', data: { n: acknowledged } }]);
+      store.tiering.clearCache();
+      const events = await collect(store.readStream('s'));
+      expect(events.map((e) => (e.data as { n: number }).n)).to.deep.equal([...Array(acknowledged + 1).keys()]);
     } finally {
       await store.close();
     }
