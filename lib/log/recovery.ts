@@ -13,7 +13,9 @@
  * a segment after the first unsealed one, no data file where one is expected) falls back to
  * listing the directory, which also removes leftover temporary files. A missing catalogue (a log
  * written by a version without one) or a damaged one is rebuilt from the sidecars found by
- * listing, read at most {@link SIDECAR_READ_CONCURRENCY} at a time. Listing costs about 40 ms
+ * listing, read at most {@link SIDECAR_READ_CONCURRENCY} at a time. A segment whose data was
+ * evicted by tiering is found by its sidecar alone; where that is missing or damaged too, the
+ * sidecar comes back from the remote copy ({@link RemoteSidecar}) and is written again. Listing costs about 40 ms
  * for 40,000 files, as much as everything else opening 10,000 segments does, which is why the
  * common case avoids it.
  *
@@ -50,6 +52,15 @@ import { SegmentList } from './segment-list.js';
 import { READ_CHUNK_BYTES, Segment } from './segment.js';
 import { parseSegmentName, segmentName, SUFFIX } from './segment-files.js';
 import { decodeSidecar, digestFile, encodeSidecar, type FileDigest, type SegmentSidecar } from './sidecar.js';
+
+/**
+ * The sidecar of the sealed segment starting at a base position, from a copy of the log
+ * elsewhere (tiering's commit objects), or undefined when there is none. Recovery asks for it
+ * where a segment's data file is gone and its sidecar is missing or damaged: with `gap` true
+ * when later segments prove it must exist (look for it even if not known to be remote), false
+ * at the end of the log (only a segment known to be remote; answering costs no request else).
+ */
+export type RemoteSidecar = (basePosition: number, gap: boolean) => Promise<SegmentSidecar | undefined>;
 
 /** Sidecars read at once when the directory is listed (each read holds a file open). */
 export const SIDECAR_READ_CONCURRENCY = 16;
@@ -237,14 +248,14 @@ interface Tail {
  * Holds a few files open at a time, whatever the number of segments; on failure every file
  * opened is closed.
  */
-export async function recoverLog(dir: string, indexIntervalBytes: number): Promise<RecoveredLog> {
+export async function recoverLog(dir: string, indexIntervalBytes: number, remoteSidecar?: RemoteSidecar): Promise<RecoveredLog> {
   if ((await fs.promises.mkdir(dir, { recursive: true })) !== undefined) await files.fsyncDir(path.dirname(path.resolve(dir)));
   const loaded = await SegmentCatalogue.open(dir);
   const opened: Segment[] = [];
   try {
     const catalogued = loaded.records ?? CatalogueRecords.empty;
     const end = catalogued.nextPosition;
-    const tail = (end === undefined ? undefined : await probeTail(dir, end, indexIntervalBytes, opened)) ?? (await listTail(dir, end, indexIntervalBytes, opened));
+    const tail = (end === undefined ? undefined : await probeTail(dir, end, indexIntervalBytes, opened)) ?? (await listTail(dir, end, indexIntervalBytes, opened, remoteSidecar));
     if (loaded.records !== undefined) {
       await loaded.catalogue.append(tail.sealed);
     } else if (tail.sealed.length > 0 || loaded.rebuildReason !== 'missing') {
@@ -312,7 +323,7 @@ async function anySegmentFileAt(dir: string, basePosition: number): Promise<bool
  * found by listing the directory: every base position with a data file or a sidecar. Removes
  * temporary files left by a crash.
  */
-async function listTail(dir: string, start: number | undefined, indexIntervalBytes: number, opened: Segment[]): Promise<Tail> {
+async function listTail(dir: string, start: number | undefined, indexIntervalBytes: number, opened: Segment[], remoteSidecar?: RemoteSidecar): Promise<Tail> {
   const names = await fs.promises.readdir(dir);
   await files.mapBounded(names.filter((n) => n.endsWith('.tmp')), SIDECAR_READ_CONCURRENCY, (n) => files.unlinkIfExists(path.join(dir, n)));
   const logBases = new Set(names.map((n) => parseSegmentName(n, SUFFIX.log)));
@@ -329,7 +340,9 @@ async function listTail(dir: string, start: number | undefined, indexIntervalByt
   const tail: Tail = { segments: [], interrupted: [], sealed: [] };
   for (const [i, base] of bases.entries()) {
     const segment = new Segment(dir, base);
-    const expected = tail.segments[tail.segments.length - 1]?.nextPosition ?? start;
+    // With a remote copy, the log starts at 0 (tiering evicts data, never segments).
+    let expected = tail.segments[tail.segments.length - 1]?.nextPosition ?? start ?? (remoteSidecar === undefined ? undefined : 0);
+    if (expected !== undefined && expected < base) expected = await repairFromRemote(dir, tail, expected, base, remoteSidecar);
     if (expected !== undefined && expected !== base) {
       throw new CorruptFileError(segment.logFile, `segment starts at position ${base} but the previous one ends before ${expected}`);
     }
@@ -348,7 +361,31 @@ async function listTail(dir: string, start: number | undefined, indexIntervalByt
     tail.segments.push(segment);
     tail.interrupted.push(segment);
   }
+  const last = tail.segments[tail.segments.length - 1];
+  if (last === undefined || last.sealed) {
+    // Evicted segments after the last one found, known to be remote, whose sidecars are gone.
+    const end = last?.nextPosition ?? start ?? 0;
+    await repairFromRemote(dir, tail, end, Number.MAX_SAFE_INTEGER, remoteSidecar, false);
+  }
   return tail;
+}
+
+/**
+ * Fills the gap from `from` to `until` in `tail` with sealed segments whose sidecars
+ * `remoteSidecar` has (a segment evicted to the object store, its local sidecar missing or
+ * damaged): writes each sidecar back and appends the segment. Returns where the segments
+ * found end. `gap` says the segments must exist (something follows them); otherwise only
+ * segments known to be remote are asked for.
+ */
+async function repairFromRemote(dir: string, tail: Tail, from: number, until: number, remoteSidecar: RemoteSidecar | undefined, gap = true): Promise<number> {
+  let end = from;
+  for (let sidecar = await remoteSidecar?.(end, gap); end < until && sidecar !== undefined; sidecar = end < until ? await remoteSidecar?.(end, gap) : undefined) {
+    await files.writeFileAtomic(new Segment(dir, sidecar.basePosition).sealedFile, encodeSidecar(sidecar));
+    tail.segments.push(Segment.sealedBy(dir, sidecar));
+    tail.sealed.push(sidecar);
+    end = sidecar.lastPosition + 1;
+  }
+  return end;
 }
 
 /**

@@ -42,7 +42,7 @@ import { CorruptFileError, CorruptRecordError, StoreClosedError, StoreFailedErro
 import * as files from './files.js';
 import { OffsetIndex } from './offset-index.js';
 import { BATCH_HEADER_BYTES, encodeFramedBatch, frameRecords } from './record-batch.js';
-import { recoverLog } from './recovery.js';
+import { recoverLog, type RemoteSidecar } from './recovery.js';
 import type { SegmentCatalogue } from './segment-catalogue.js';
 import type { SegmentInfo, SegmentList } from './segment-list.js';
 import { READ_CHUNK_BYTES, Segment, type LocatedBatch, type RemoteSegmentData } from './segment.js';
@@ -87,6 +87,8 @@ export interface SegmentLogOptions {
    * undefined when it is nowhere else (reading it is then CORRUPT_FILE).
    */
   readonly remoteData?: (segment: SegmentSidecar) => RemoteSegmentData | undefined;
+  /** Where recovery finds the sidecar of an evicted segment whose local one is missing or damaged. */
+  readonly remoteSidecar?: RemoteSidecar;
 }
 
 /** Where an appended batch went. */
@@ -175,7 +177,7 @@ export class SegmentLog {
 
   /** Opens (creating if needed) the log in `options.dir`, recovering the active segment's tail. */
   static async open(options: SegmentLogOptions): Promise<SegmentLog> {
-    const { segments, interrupted, catalogue } = await recoverLog(options.dir, options.indexIntervalBytes);
+    const { segments, interrupted, catalogue } = await recoverLog(options.dir, options.indexIntervalBytes, options.remoteSidecar);
     const log = new SegmentLog(options, segments, catalogue);
     log.interrupted = interrupted;
     return log;

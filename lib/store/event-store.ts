@@ -104,6 +104,7 @@ export class EventStore {
         onSeal: (segment, sealingLog) => StreamIndex.sealSegment(segment, sealingLog),
         afterSeal: async (segment) => tiered?.sealed(segment.basePosition),
         remoteData: tiered === undefined ? undefined : (sidecar) => tiered.remoteData(sidecar),
+        remoteSidecar: tiered === undefined ? undefined : (base, gap) => tiered.remoteSidecar(base, gap),
       });
       const index = await StreamIndex.open(resolved.dir, logDir, log, resolved.indexCheckpointEvents);
       const opened = log;

@@ -221,6 +221,18 @@ export class Tiering implements TieringControl {
   }
 
   /**
+   * The sidecar of the committed segment at `basePosition`, from its commit object: for the log's
+   * recovery, where the local sidecar of an evicted segment is missing or damaged. Unless `gap`
+   * says the segment must exist, only a segment recorded as committed is looked up. Undefined
+   * when there is no commit (or it is damaged); an object store that cannot be reached throws.
+   */
+  async remoteSidecar(basePosition: number, gap: boolean): Promise<SegmentSidecar | undefined> {
+    if (!gap && !this.state.committed.has(basePosition)) return undefined;
+    const commit = await this.getCommit(basePosition);
+    return commit === 'damaged' ? undefined : commit?.sidecar;
+  }
+
+  /**
    * Starts the background work on `log`: queues every sealed segment not yet remote, and claims
    * (or checks) this writer's epoch first thing in the loop.
    */
@@ -488,6 +500,14 @@ export class Tiering implements TieringControl {
    * so it is deleted and reported as none.
    */
   private async readCommit(base: number): Promise<Commit | undefined> {
+    const commit = await this.getCommit(base);
+    if (commit !== 'damaged') return commit;
+    await this.store.delete(commitKey(base), { signal: this.abort.signal });
+    return undefined;
+  }
+
+  /** The commit object of `base`: undefined when there is none, 'damaged' when it does not decode. */
+  private async getCommit(base: number): Promise<Commit | 'damaged' | undefined> {
     const key = commitKey(base);
     let bytes: Buffer;
     try {
@@ -499,9 +519,8 @@ export class Tiering implements TieringControl {
     try {
       return decodeCommit(key, bytes, base);
     } catch (err) {
-      if (!(err instanceof CorruptFileError)) throw err;
-      await this.store.delete(key, { signal: this.abort.signal });
-      return undefined;
+      if (err instanceof CorruptFileError) return 'damaged';
+      throw err;
     }
   }
 

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
+import path from 'node:path';
 import { MemoryObjectStore } from '../../adapters/memory/index.js';
 import { endpointFromEnvironment, minioStoreFor, s3StoreFor, startS3rver, type S3Endpoint } from '../helpers/s3-servers.js';
 import { CorruptRecordError, EventStore, FencedError, LocalDiskFullError, ReadOnlyError, type EventStoreOptions, type RecordedEvent } from '../../lib/index.js';
@@ -234,6 +235,37 @@ describe('tiering', () => {
     }
   });
 
+  for (const damage of ['deleted', 'corrupted'] as const) {
+    it(`repairs the ${damage} sidecar of an evicted segment from its commit, with the segment catalogue gone too`, async () => {
+      const objects = new MemoryObjectStore();
+      let store = await EventStore.open(tieredOptions(tmp.path, objects));
+      await fill(store, 300);
+      await store.tiering.drain();
+      const before = shape(await collect(store.readAll()));
+      await store.close();
+      const sidecars = segmentFiles(tmp.path, '.sealed');
+      expect(segmentFiles(tmp.path, '.log').length, 'evicted: only the active segment has data').to.equal(1);
+      // The first segment's, one in the middle and the last sealed one's (the active one follows it).
+      const damaged = [sidecars[0]!, sidecars[3]!, sidecars[sidecars.length - 1]!];
+      const originals = damaged.map((file) => fs.readFileSync(file));
+      for (const file of damaged) {
+        if (damage === 'deleted') fs.rmSync(file);
+        else fs.writeFileSync(file, fs.readFileSync(file).subarray(0, 20));
+      }
+      fs.rmSync(path.join(tmp.path, 'log', 'segments.catalogue'));
+
+      store = await EventStore.open(tieredOptions(tmp.path, objects));
+      try {
+        store.tiering.clearCache();
+        expect(shape(await collect(store.readAll()))).to.deep.equal(before);
+        expect(shape(await collect(store.readStream('s-4')))).to.deep.equal(before.filter((e) => (e as unknown[])[1] === 's-4'));
+        damaged.forEach((file, i) => expect(fs.readFileSync(file).equals(originals[i]!), `${path.basename(file)} written back`).to.equal(true));
+      } finally {
+        await store.close();
+      }
+    });
+  }
+
   it('fences a writer superseded on its prefix: its appends fail with FENCED', async () => {
     const objects = new MemoryObjectStore();
     const store = await EventStore.open(tieredOptions(tmp.path, objects));
@@ -290,6 +322,30 @@ describe('restore and read-only replicas', () => {
       } finally {
         await old.close();
       }
+    } finally {
+      await restored.close();
+    }
+  });
+
+  it('a restored store (no active data file) finds its evicted segments with their sidecars and catalogue gone', async () => {
+    const objects = new MemoryObjectStore();
+    const writer = await EventStore.open(tieredOptions(writerDir.path, objects));
+    await fill(writer, 300);
+    await writer.tiering.drain();
+    await writer.close();
+    let restored = await EventStore.restore(tieredOptions(otherDir.path, objects));
+    const end = restored.nextPosition;
+    const events = shape(await collect(restored.readAll()));
+    await restored.close();
+    expect(segmentFiles(otherDir.path, '.log'), 'a restore fetches no data').to.deep.equal([]);
+    const sidecars = segmentFiles(otherDir.path, '.sealed');
+    for (const file of sidecars.slice(-2)) fs.rmSync(file);
+    fs.rmSync(path.join(otherDir.path, 'log', 'segments.catalogue'));
+    restored = await EventStore.open(tieredOptions(otherDir.path, objects));
+    try {
+      expect(restored.nextPosition, 'the log still ends after the last committed segment').to.equal(end);
+      expect(shape(await collect(restored.readAll()))).to.deep.equal(events);
+      expect((await restored.appendToStream('s-1', [{ type: 'E', data: {} }])).position).to.equal(end);
     } finally {
       await restored.close();
     }
