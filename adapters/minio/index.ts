@@ -19,7 +19,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { Client, type ClientOptions } from 'minio';
 import type { Readable } from 'node:stream';
-import { ObjectNotFoundError, ObjectStoreError, PreconditionFailedError, type ColdstreamError } from '../../lib/errors.js';
+import { InvalidOptionsError, ObjectNotFoundError, ObjectStoreError, PreconditionFailedError, type ColdstreamError } from '../../lib/errors.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, describe, withDeadline } from '../../lib/tiering/deadline.js';
 import { bytesOfRange, checkContentMd5, type GetOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from '../../lib/tiering/object-store.js';
 
@@ -50,6 +50,10 @@ export class MinioObjectStore implements ObjectStore {
 
   constructor(options: MinioObjectStoreOptions) {
     const { bucket, prefix, requestTimeoutMs, pageSize, conditionalWrites, client, ...connection } = options;
+    // The minio client refuses such a name at every call, which tiering would retry for ever.
+    if (typeof bucket !== 'string' || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket) || bucket.includes('..') || /^\d+\.\d+\.\d+\.\d+$/.test(bucket)) {
+      throw new InvalidOptionsError([{ path: 'bucket', constraint: 'isBucketName', message: `must be an S3 bucket name (3–63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit); got ${JSON.stringify(bucket)}` }]);
+    }
     this.bucket = bucket;
     this.prefix = prefix ?? '';
     this.timeoutMs = requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;

@@ -195,7 +195,10 @@ function translate(operation: string, key: string, err: unknown): ColdstreamErro
   const name = (err as { name?: string }).name;
   if (name === 'NoSuchKey' || (operation === 'get' && status === 404)) return new ObjectNotFoundError(key, { cause: err });
   if (status === 412 || name === 'PreconditionFailed' || (status === 409 && name === 'ConditionalRequestConflict')) return new PreconditionFailedError(key, { cause: err });
-  return new ObjectStoreError(operation, key, `${describe(err)}${status === undefined ? '' : ` (HTTP ${status})`}`, { cause: err });
+  // RADOS Gateway's error bodies have a Code but no Message, which the SDK reports as the message
+  // 'UnknownError': say the code alone ("BadDigest (HTTP 400)", not "BadDigest: UnknownError").
+  const what = (err as Error).message === 'UnknownError' && name !== undefined && name !== '' ? name : describe(err);
+  return new ObjectStoreError(operation, key, `${what}${status === undefined ? '' : ` (HTTP ${status})`}`, { cause: err });
 }
 
 function unquote(etag: string | undefined): string | undefined {

@@ -76,7 +76,7 @@ export function freshPrefix(): string {
   return `t-${randomBytes(6).toString('hex')}/`;
 }
 
-/** The s3 adapter on `e`, under a fresh prefix. */
+/** The s3 adapter on `e`, under a fresh prefix (or `options.prefix`). */
 export function s3StoreFor(e: S3Endpoint, options: Partial<S3ObjectStoreOptions> = {}): S3ObjectStore {
   return new S3ObjectStore({
     bucket: e.bucket,
@@ -90,8 +90,8 @@ export function s3StoreFor(e: S3Endpoint, options: Partial<S3ObjectStoreOptions>
   });
 }
 
-/** The minio adapter on `e`, under a fresh prefix. */
-export function minioStoreFor(e: S3Endpoint, options: { pageSize?: number } = {}): MinioObjectStore {
+/** The minio adapter on `e`, under a fresh prefix (or `options.prefix`). */
+export function minioStoreFor(e: S3Endpoint, options: { pageSize?: number; prefix?: string } = {}): MinioObjectStore {
   const url = new URL(e.endpoint ?? `https://s3.${e.region}.amazonaws.com`);
   return new MinioObjectStore({
     endPoint: url.hostname,
