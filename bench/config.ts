@@ -1,12 +1,12 @@
 /**
  * Benchmark configuration from the environment:
- *   BENCH_ONLY=W1,S2        run only these workloads (W1–W5, S1–S3, X1–X7); the raw baselines run
- *                           with W1 / W2, SQLite with every X workload
+ *   BENCH_ONLY=W1,S2        run only these workloads (W1–W5, S1–S3, X1–X7, T1–T4); the raw baselines run
+ *                           with W1 / W2, SQLite with every X workload, s3rver with every T workload
  *   BENCH_SCALE=0.1         multiply the event counts (a quick run); streams keep 1,000 events each
  *   BENCH_STREAMS=10000000  streams of the X workloads before BENCH_SCALE (default 1,000,000;
  *                           10,000,000 is the larger size of issue 6)
  */
-export const WORKLOADS = ['W1', 'W2', 'W3', 'W4', 'W5', 'S1', 'S2', 'S3', 'X1', 'X2', 'X3', 'X4', 'X5', 'X6', 'X7'] as const;
+export const WORKLOADS = ['W1', 'W2', 'W3', 'W4', 'W5', 'S1', 'S2', 'S3', 'X1', 'X2', 'X3', 'X4', 'X5', 'X6', 'X7', 'T1', 'T2', 'T3', 'T4'] as const;
 export type Workload = (typeof WORKLOADS)[number];
 
 export interface BenchConfig {
@@ -57,6 +57,18 @@ export interface BenchConfig {
   readonly xLongReads: number;
   /** X7: rounds of one readStream per side (ABBA) after a first read each, on the W3 dataset. */
   readonly x7Rounds: number;
+  /**
+   * T1–T4 (tiering to s3rver): the W3 dataset's shape (w3Streams × w3EventsPerStream events,
+   * w3EventsPerAppend per append) in segments of tSegmentBytes, so that about twenty segments
+   * are tiered at every BENCH_SCALE and the active one (never uploaded) holds a few percent.
+   */
+  readonly tSegmentBytes: number;
+  /** T1: rounds of tiered upload (drain) and plain PutObject of the same files, ABBA. */
+  readonly t1Rounds: number;
+  /** T2: rounds of readAll hot and cold, ABBA. */
+  readonly t2Rounds: number;
+  /** T3: cold reads of one stream, the cache emptied before each; and warm hot reads beside them. */
+  readonly t3Reads: number;
 }
 
 export function readConfig(env: NodeJS.ProcessEnv = process.env): BenchConfig {
@@ -107,5 +119,9 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): BenchConfig {
     xLongSegmentBytes: 256 * 1024,
     xLongReads: 20,
     x7Rounds: 20,
+    tSegmentBytes: Math.max(256 * 1024, Math.round(16 * 1024 * 1024 * scale)),
+    t1Rounds: 2,
+    t2Rounds: 2,
+    t3Reads: 5,
   };
 }

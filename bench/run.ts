@@ -1,11 +1,13 @@
 /**
  * coldstream benchmark: W1–W5 from the issue, with raw `fs` baselines measured in the same run,
  * S1–S3 for subscriptions and aggregates (subscriptions.ts), and X1–X7, streams at scale
- * (issue 6), each beside SQLite in the same run (scale.ts).
+ * (issue 6), each beside SQLite in the same run (scale.ts), and T1–T4, tiering to s3rver started
+ * in this process (issue 7, tiering.ts).
  *
  *   npm run bench                        everything (W and S: a minute or two on 2 cores; X at 1,000,000 streams: several minutes more)
  *   BENCH_ONLY=W1,W3 npm run bench       some workloads (W4/W5/S2/X7 build the W3 dataset if W3 is off; X2–X5 build X1's stores if X1 is off)
  *   BENCH_ONLY=X1,X2,X3,X4,X5,X6,X7 BENCH_STREAMS=10000000 npm run bench   streams at scale, the larger size
+ *   BENCH_ONLY=T1,T2,T3,T4 npm run bench tiering: upload, cold readAll, cold readStream, restore (needs --openssl-legacy-provider, which the script passes)
  *   BENCH_SCALE=0.1 npm run bench        a quick run with a tenth of the events (and of the X streams)
  *   BENCH_PROFILE=/tmp/prof npm run bench a CPU profile per phase (see profiler.ts)
  *
@@ -26,6 +28,7 @@ import { settleDisk, type Aggregate, type Comparison } from './sampling.js';
 import { scaleWorkloads, x7 } from './scale.js';
 import { runS1, runS2, runS3 } from './subscriptions.js';
 import { summaryLine, type Measured } from './summary.js';
+import { tieringWorkloads } from './tiering.js';
 import { datasetShape, runW1, runW2, runW3 } from './writes.js';
 
 const W1_WARMUP = 50;
@@ -116,6 +119,8 @@ async function main(config: BenchConfig, root: string): Promise<void> {
     });
     emit({ bench: 'S3', metric: 'snapshot_speedup', value: round(s3.fullMedianMs / s3.snapshotMedianMs, 1), unit: 'x', target: 20 });
   }
+
+  await tieringWorkloads(config, root, measured);
 
   await scaleWorkloads(config, root, measured, sizes.log_bytes_per_event_100_per_append!);
 

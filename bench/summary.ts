@@ -95,6 +95,26 @@ export interface Measured {
   /** X7: W5's read (one 1,000-event stream of the W3 dataset) beside SQLite on the same rows, ABBA. */
   X7_median_ms?: number;
   X7_sqlite_median_ms?: number;
+  /** T1: tiered upload (drain) and a plain PutObject loop of the same files, against s3rver, ABBA (MiB/s). */
+  T1_upload_mib_per_sec?: number;
+  T1_put_object_mib_per_sec?: number;
+  T1_ratio_median_of_rounds?: number;
+  /** T2: readAll of the dataset with every sealed segment evicted and the cache empty, and of its local copy (hot); GETs and bytes of one cold pass. */
+  T2_cold_events_per_sec?: number;
+  T2_hot_events_per_sec?: number;
+  T2_ratio_median_of_rounds?: number;
+  T2_cold_gets?: number;
+  T2_cold_bytes_fetched?: number;
+  /** T3: W5's stream read cold (cache emptied): median ms, GETs and bytes of one read, the 64 KiB blocks covering its batches, and the segments holding them. */
+  T3_cold_median_ms?: number;
+  T3_gets?: number;
+  T3_bytes_fetched?: number;
+  T3_stream_block_bytes?: number;
+  T3_segments_bytes?: number;
+  /** T4: EventStore.restore from the bucket: ms, bytes fetched, and the committed segments' data bytes. */
+  T4_restore_ms?: number;
+  T4_bytes_fetched?: number;
+  T4_data_bytes?: number;
 }
 
 interface Target {
@@ -137,6 +157,10 @@ export function summaryLine(m: Measured): Record<string, unknown> & { bench: str
   const x5VsSmall = ratio(m.X5_appends_per_sec, m.X5_small_store_appends_per_sec);
   const x6Ratio = ratio(m.X6_median_ms, m.X6_sqlite_median_ms);
   const x7Ratio = ratio(m.X7_median_ms, m.X7_sqlite_median_ms);
+  const t1Ratio = ratio(m.T1_upload_mib_per_sec, m.T1_put_object_mib_per_sec);
+  const t2Ratio = ratio(m.T2_cold_events_per_sec, m.T2_hot_events_per_sec);
+  const t3Ratio = ratio(m.T3_bytes_fetched, m.T3_stream_block_bytes);
+  const t4Share = m.T4_bytes_fetched === undefined || m.T4_data_bytes === undefined ? undefined : Math.round((m.T4_bytes_fetched / m.T4_data_bytes) * 1e5) / 1e5;
   const byMedian = (median: number | undefined, threshold: number): { pass_by_median_of_rounds?: boolean } => (median === undefined ? {} : { pass_by_median_of_rounds: median >= threshold });
   const targets: Target[] = [
     { ...atLeast('W1/raw_fdatasync', 'ratio >= 0.9', w1Ratio, w1Ratio === undefined ? undefined : 0.9), ...byMedian(m.W1_ratio_median_of_rounds, 0.9) },
@@ -155,6 +179,10 @@ export function summaryLine(m: Measured): Record<string, unknown> & { bench: str
     reported('X5 random appends/s, N streams ÷ 1,000 streams', x5VsSmall),
     reported('X6 long-stream read ms ÷ SQLite (same run)', x6Ratio),
     reported('X7 W5 read ms ÷ SQLite (same run)', x7Ratio),
+    { ...atLeast('T1 upload/plain PutObject', 'ratio >= 0.8', t1Ratio, t1Ratio === undefined ? undefined : 0.8), ...byMedian(m.T1_ratio_median_of_rounds, 0.8) },
+    { ...atLeast('T2 cold/hot readAll', 'ratio >= 0.5', t2Ratio, t2Ratio === undefined ? undefined : 0.5), ...byMedian(m.T2_ratio_median_of_rounds, 0.5) },
+    atMost("T3 cold readStream bytes fetched ÷ blocks covering the stream's batches", '<= 1 (only those ranges)', t3Ratio, 1),
+    atMost('T4 restore bytes fetched ÷ data bytes', '< 0.05', t4Share, 0.05 - Number.EPSILON),
   ];
   return {
     bench: 'summary',
@@ -183,6 +211,11 @@ export function summaryLine(m: Measured): Record<string, unknown> & { bench: str
       X5_N_streams_vs_small_store: x5VsSmall,
       X6_vs_sqlite: x6Ratio,
       X7_vs_sqlite: x7Ratio,
+      T1_upload_vs_put_object: t1Ratio,
+      T2_cold_vs_hot: t2Ratio,
+      T3_fetched_vs_stream_blocks: t3Ratio,
+      T3_fetched_vs_segments: ratio(m.T3_bytes_fetched, m.T3_segments_bytes),
+      T4_fetched_vs_data: t4Share,
     },
     targets,
     missed: targets.filter((t) => t.pass === false).map((t) => t.name),
