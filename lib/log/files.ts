@@ -1,28 +1,32 @@
 /**
- * The few file operations the log needs, as promises over Node's callback API (measurably
- * cheaper per call than `fs/promises` FileHandles on the append path), plus atomic replacement
- * of small metadata files.
+ * The file operations the log needs, over the storage port (storage.ts: the real disk, or a
+ * simulated one mounted by a test), plus atomic replacement of small metadata files.
  */
-import fs from 'node:fs';
 import path from 'node:path';
+import { storageOf, storageOfFd } from './storage.js';
 
 export function open(file: string, flags: string | number, mode = 0o644): Promise<number> {
-  return new Promise((resolve, reject) => fs.open(file, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
+  return storageOf(file).open(file, flags, mode);
+}
+
+/** Opens `file` synchronously (an open takes microseconds, a thread-pool round trip tens of them). */
+export function openSync(file: string, flags: string | number): number {
+  return storageOf(file).openSync(file, flags);
 }
 
 export function close(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
+  return storageOfFd(fd).close(fd);
+}
+
+export function closeSync(fd: number): void {
+  storageOfFd(fd).closeSync(fd);
 }
 
 /** Writes all of `buf` at `byteOffset` (looping over short writes). */
 export async function writeAll(fd: number, buf: Buffer, byteOffset: number): Promise<void> {
+  const storage = storageOfFd(fd);
   let done = 0;
-  while (done < buf.length) {
-    const written = await new Promise<number>((resolve, reject) =>
-      fs.write(fd, buf, done, buf.length - done, byteOffset + done, (err, n) => (err ? reject(err) : resolve(n))),
-    );
-    done += written;
-  }
+  while (done < buf.length) done += await storage.write(fd, buf, done, buf.length - done, byteOffset + done);
 }
 
 /**
@@ -31,18 +35,18 @@ export async function writeAll(fd: number, buf: Buffer, byteOffset: number): Pro
  * asynchronous write, and the slow part (fdatasync) stays asynchronous.
  */
 export function writeAllSync(fd: number, buf: Buffer, byteOffset: number): void {
+  const storage = storageOfFd(fd);
   let done = 0;
-  while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done, byteOffset + done);
+  while (done < buf.length) done += storage.writeSync(fd, buf, done, buf.length - done, byteOffset + done);
 }
 
 /** Reads up to `length` bytes at `byteOffset`; the result is shorter only at the end of the file. */
 export async function readAt(fd: number, length: number, byteOffset: number): Promise<Buffer> {
+  const storage = storageOfFd(fd);
   const buf = Buffer.allocUnsafe(length);
   let done = 0;
   while (done < length) {
-    const n = await new Promise<number>((resolve, reject) =>
-      fs.read(fd, buf, done, length - done, byteOffset + done, (err, bytes) => (err ? reject(err) : resolve(bytes))),
-    );
+    const n = await storage.read(fd, buf, done, length - done, byteOffset + done);
     if (n === 0) break;
     done += n;
   }
@@ -57,10 +61,11 @@ export async function readAt(fd: number, length: number, byteOffset: number): Pr
  * device read, as a page fault in LMDB's memory map does.
  */
 export function readAtSync(fd: number, length: number, byteOffset: number): Buffer {
+  const storage = storageOfFd(fd);
   const buf = Buffer.allocUnsafe(length);
   let done = 0;
   while (done < length) {
-    const n = fs.readSync(fd, buf, done, length - done, byteOffset + done);
+    const n = storage.readSync(fd, buf, done, length - done, byteOffset + done);
     if (n === 0) break;
     done += n;
   }
@@ -68,29 +73,42 @@ export function readAtSync(fd: number, length: number, byteOffset: number): Buff
 }
 
 export function fdatasync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+  return storageOfFd(fd).fdatasync(fd);
 }
 
 export function fsync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
+  return storageOfFd(fd).fsync(fd);
 }
 
 export function ftruncate(fd: number, length: number): Promise<void> {
-  return new Promise((resolve, reject) => fs.ftruncate(fd, length, (err) => (err ? reject(err) : resolve())));
+  return storageOfFd(fd).ftruncate(fd, length);
 }
 
 export function fstatSize(fd: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.fstat(fd, (err, stats) => (err ? reject(err) : resolve(stats.size))));
+  return storageOfFd(fd).fstatSize(fd);
 }
 
 /** Makes the directory entries of `dir` (created, renamed, removed files) durable. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const fd = await open(dir, 'r');
-  try {
-    await fsync(fd);
-  } finally {
-    await close(fd);
-  }
+export function fsyncDir(dir: string): Promise<void> {
+  return storageOf(dir).fsyncDir(dir);
+}
+
+/** Creates `dir` and its missing parents; resolves with the first one created, or undefined when `dir` existed. */
+export function mkdirp(dir: string): Promise<string | undefined> {
+  return storageOf(dir).mkdirp(dir);
+}
+
+/** The entry names of `dir`. */
+export function readdir(dir: string): Promise<string[]> {
+  return storageOf(dir).readdir(dir);
+}
+
+export function exists(file: string): Promise<boolean> {
+  return storageOf(file).exists(file);
+}
+
+export function rename(from: string, to: string): Promise<void> {
+  return storageOf(to).rename(from, to);
 }
 
 /**
@@ -106,7 +124,7 @@ export async function writeFileAtomic(file: string, data: Buffer | string): Prom
   } finally {
     await close(fd);
   }
-  await fs.promises.rename(tmp, file);
+  await rename(tmp, file);
   await fsyncDir(path.dirname(file));
 }
 
@@ -124,7 +142,7 @@ export async function writeFileDurable(file: string, data: Buffer): Promise<void
 /** Reads a whole file, or returns undefined when it does not exist. */
 export async function readFileIfExists(file: string): Promise<Buffer | undefined> {
   try {
-    return await fs.promises.readFile(file);
+    return await storageOf(file).readFile(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
@@ -133,7 +151,7 @@ export async function readFileIfExists(file: string): Promise<Buffer | undefined
 
 export async function unlinkIfExists(file: string): Promise<void> {
   try {
-    await fs.promises.unlink(file);
+    await storageOf(file).unlink(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }

@@ -11,7 +11,6 @@
  * visible to readers). Readers never see past `committedBytes`.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import { CorruptFileError, CorruptRecordError } from '../errors.js';
 import { crc32c } from './crc.js';
 import * as files from './files.js';
@@ -136,7 +135,7 @@ export class Segment {
     try {
       // Synchronous: an open takes microseconds, a thread-pool round trip tens of them, and a
       // long stream's read opens one file per segment it has events in.
-      this.fd = fs.openSync(this.logFile, 'r');
+      this.fd = files.openSync(this.logFile, 'r');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CorruptFileError(this.logFile, 'the data file of a sealed segment is missing', { cause: err });
       throw err;
@@ -152,7 +151,7 @@ export class Segment {
     const { fd } = this;
     this.fd = undefined;
     this.remote = undefined;
-    if (fd !== undefined) fs.closeSync(fd);
+    if (fd !== undefined) files.closeSync(fd);
   }
 
   /** Closes the data and index files, if open. */
