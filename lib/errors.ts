@@ -129,12 +129,19 @@ export class StoreLockedError extends ColdstreamError {
   readonly lockPath: string;
   readonly ownerPid: number | undefined;
 
-  constructor(dir: string, lockPath: string, ownerPid: number | undefined) {
+  /**
+   * `unproven`, when given, says why the lock could not be proven stale although its owner may
+   * be gone (another pid namespace, another boot…); the message then says how to clear it.
+   */
+  constructor(dir: string, lockPath: string, ownerPid: number | undefined, unproven?: string) {
     super(
       ErrorCode.STORE_LOCKED,
       `Store directory ${dir} is already open for writing` +
         (ownerPid === undefined ? '' : ` by process ${ownerPid}`) +
-        `: close that store first (one writer per directory; the lock is ${lockPath})`,
+        (unproven === undefined
+          ? `: close that store first (one writer per directory; the lock is ${lockPath})`
+          : `, or was: ${unproven}. Close that store first (one writer per directory); if no process uses this store any more, ` +
+            `delete ${lockPath} and open it again`),
     );
     this.dir = dir;
     this.lockPath = lockPath;

@@ -13,8 +13,8 @@
  * |      4 |    4 | batchLength   | bytes of the whole batch, this header included            |
  * |      8 |    4 | crc           | CRC-32C of bytes [12, batchLength): header tail and body  |
  * |     12 |    1 | formatVersion | {@link BATCH_FORMAT_VERSION}                              |
- * |     13 |    1 | attributes    | 0 (reserved for compression)                              |
- * |     14 |    2 | reserved      | 0                                                         |
+ * |     13 |    1 | attributes    | 0 (reserved for compression); others are refused          |
+ * |     14 |    2 | reserved      | 0; others are refused                                     |
  * |     16 |    8 | basePosition  | position of the first record                              |
  * |     24 |    4 | recordCount   | ≥ 1                                                       |
  * |     28 |    8 | timestamp     | milliseconds since the epoch, when the batch was appended |
@@ -127,12 +127,14 @@ export interface BatchCheck {
 }
 
 /** Reads the header fields at `at` without checking them; `buf` must hold at least a header there. */
-export function readBatchHeader(buf: Buffer, at: number): BatchHeader & { magic: number; version: number } {
+export function readBatchHeader(buf: Buffer, at: number): BatchHeader & { magic: number; version: number; attributes: number; reserved: number } {
   return {
     magic: buf.readUInt32LE(at + MAGIC_OFFSET),
     batchLength: buf.readUInt32LE(at + LENGTH_OFFSET),
     crc: buf.readUInt32LE(at + CRC_OFFSET),
     version: buf.readUInt8(at + VERSION_OFFSET),
+    attributes: buf.readUInt8(at + ATTRIBUTES_OFFSET),
+    reserved: buf.readUInt16LE(at + RESERVED_OFFSET),
     basePosition: readU64(buf, at + BASE_POSITION_OFFSET),
     recordCount: buf.readUInt32LE(at + RECORD_COUNT_OFFSET),
     timestamp: readU64(buf, at + TIMESTAMP_OFFSET),
@@ -165,6 +167,11 @@ export function checkBatch(buf: Buffer, at: number, bytesToEndOfFile: number, ex
   // The CRC matched, so the fields below are what the writer wrote; a mismatch is a bug or a
   // batch from somewhere else (a file copied under the wrong name), never a torn write.
   if (header.version !== BATCH_FORMAT_VERSION) return { ok: false, problem: `unknown format version ${header.version}` };
+  // Attributes (compression, another record framing) this version does not know would make
+  // the records below read as garbage.
+  if (header.attributes !== 0 || header.reserved !== 0) {
+    return { ok: false, problem: `unknown batch attributes 0x${header.attributes.toString(16).padStart(2, '0')} (reserved field 0x${header.reserved.toString(16).padStart(4, '0')}): written by another version or format` };
+  }
   if (header.recordCount < 1 || Number.isNaN(header.basePosition) || Number.isNaN(header.timestamp)) {
     return { ok: false, problem: 'impossible header fields' };
   }
@@ -189,22 +196,44 @@ export function corruptBatch(file: string, byteOffset: number, check: BatchCheck
 /**
  * Splits a checked batch into its records (views into `buf`, not copies). Returns undefined when
  * the record lengths do not add up to the batch length, which for a batch whose CRC matched can
- * only be a writer bug.
+ * only be a writer bug (or a batch of another format); {@link splitRecords} says how.
  */
 export function decodeRecords(buf: Buffer, at: number, header: BatchHeader): Buffer[] | undefined {
+  const records = splitRecords(buf, at, header);
+  return typeof records === 'string' ? undefined : records;
+}
+
+/**
+ * {@link decodeRecords}, or, when the record lengths do not add up to the batch length, what
+ * was found instead. Every length is checked against the end of the batch before anything is
+ * sliced; the record count against the bytes there are (each record takes at least its length
+ * field) before anything is allocated.
+ */
+export function splitRecords(buf: Buffer, at: number, header: BatchHeader): Buffer[] | string {
+  const bodyBytes = header.batchLength - BATCH_HEADER_BYTES;
+  if (header.recordCount > bodyBytes / RECORD_LENGTH_BYTES) {
+    return `${FRAMING_MISMATCH}: ${header.recordCount} records cannot fit in the ${bodyBytes} bytes after the header`;
+  }
   const records: Buffer[] = new Array(header.recordCount);
   const end = at + header.batchLength;
   let cursor = at + BATCH_HEADER_BYTES;
   for (let i = 0; i < header.recordCount; i++) {
-    if (cursor + RECORD_LENGTH_BYTES > end) return undefined;
+    if (cursor + RECORD_LENGTH_BYTES > end) {
+      return `${FRAMING_MISMATCH}: record ${i} of ${header.recordCount} would start at byte ${cursor - at}, where ${end - cursor} bytes of the batch are left`;
+    }
     const length = buf.readUInt32LE(cursor);
     cursor += RECORD_LENGTH_BYTES;
-    if (cursor + length > end) return undefined;
+    if (cursor + length > end) {
+      return `${FRAMING_MISMATCH}: record ${i} of ${header.recordCount} at byte ${cursor - at} claims ${length} bytes, but the batch ends ${end - cursor} bytes later`;
+    }
     records[i] = buf.subarray(cursor, cursor + length);
     cursor += length;
   }
-  return cursor === end ? records : undefined;
+  if (cursor !== end) return `${FRAMING_MISMATCH}: its ${header.recordCount} records end at byte ${cursor - at}, ${end - cursor} bytes before the end of the batch`;
+  return records;
 }
+
+const FRAMING_MISMATCH = 'record lengths do not match the batch length';
 
 /** Checks and decodes the batch at `at`, throwing CorruptRecordError for anything but a whole valid batch. */
 export function decodeBatchOrThrow(
@@ -217,9 +246,7 @@ export function decodeBatchOrThrow(
 ): RecordBatch {
   const check = checkBatch(buf, at, bytesToEndOfFile, expectedPosition);
   if (!check.ok || check.header === undefined) throw corruptBatch(file, fileByteOffset, check, expectedPosition);
-  const records = decodeRecords(buf, at, check.header);
-  if (records === undefined) {
-    throw corruptBatch(file, fileByteOffset, { ok: false, problem: 'record lengths do not match the batch length' });
-  }
+  const records = splitRecords(buf, at, check.header);
+  if (typeof records === 'string') throw corruptBatch(file, fileByteOffset, { ok: false, problem: records }, expectedPosition);
   return { ...check.header, records };
 }

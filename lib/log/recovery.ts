@@ -31,22 +31,29 @@
  * synced past the bad one is not a torn write but damaged acknowledged data: recovery then
  * refuses with CorruptRecordError and changes nothing (see assertTornWrite).
  *
- * A segment whose seal was interrupted and whose tail was torn held the end of what was ever
- * acknowledged: the segments after it held only unacknowledged data and are removed, before the
- * torn tail is cut, so that a crash in between leaves the tear to be found again (and the
- * directory to be listed again) by the next open.
+ * A segment whose seal was interrupted and whose tail was torn may have held the end of what was
+ * ever acknowledged, the segments after it only unacknowledged data, written in the same
+ * unsynced writes as the torn batch. Recovery weighs the evidence first: the writer syncs a
+ * segment only once every earlier segment is synced whole (SegmentLog.syncEarlierSegments), so
+ * an intact batch of a later segment whose header records a sync, or a persisted index entry of
+ * a later segment (written only after the data it points at was synced), proves that the
+ * damaged segment was synced whole and the damage is not a torn write: recovery then refuses with
+ * CorruptRecordError and changes nothing. Without such evidence the later segments held only
+ * unacknowledged data: they are set aside, never deleted, in a directory of their own under
+ * `quarantine/` with a note saying what was found (and a copy of the bytes cut from the torn
+ * segment), before the torn tail is cut, so that a crash in between leaves the tear to be found
+ * again (and the directory to be listed again) by the next open.
  *
  * What this does not do: it does not look for damage before the start of the scan. Under
  * `fsync` durability that data was synced before any index entry pointed past it; a bit flipped
  * later by the disk is caught by the CRC check of every read, as a CorruptRecordError. Nor does
  * it check catalogued segments' files: reads do.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptFileError, CorruptRecordError } from '../errors.js';
 import * as files from './files.js';
 import { OffsetIndex } from './offset-index.js';
-import { BATCH_HEADER_BYTES, BATCH_MAGIC, checkBatch, readBatchHeader } from './record-batch.js';
+import { BATCH_HEADER_BYTES, BATCH_MAGIC, MAX_BATCH_BYTES, checkBatch, readBatchHeader } from './record-batch.js';
 import { CatalogueRecords, SegmentCatalogue } from './segment-catalogue.js';
 import { SegmentList } from './segment-list.js';
 import { READ_CHUNK_BYTES, Segment } from './segment.js';
@@ -61,6 +68,9 @@ import { decodeSidecar, digestFile, encodeSidecar, type FileDigest, type Segment
  * at the end of the log (only a segment known to be remote; answering costs no request else).
  */
 export type RemoteSidecar = (basePosition: number, gap: boolean) => Promise<SegmentSidecar | undefined>;
+
+/** Subdirectory of the log directory where recovery sets aside the files it will not keep in the log. */
+export const QUARANTINE_DIR = 'quarantine';
 
 /** Sidecars read at once when the directory is listed (each read holds a file open). */
 export const SIDECAR_READ_CONCURRENCY = 16;
@@ -244,12 +254,13 @@ interface Tail {
  * of the tail (or rebuilds a missing or damaged catalogue). Sealed segments are trusted by
  * their catalogue records or sidecars and not read; a damaged sidecar before a sealed segment is
  * rebuilt from the segment's files; unsealed segments are recovered (recoverSegment). Segments
- * after an interrupted seal whose tail was torn held only unacknowledged data and are removed.
+ * after an interrupted seal whose tail was torn are set aside in `quarantine/` when nothing in
+ * them proves the torn data acknowledged, and recovery refuses (CorruptRecordError) when something does.
  * Holds a few files open at a time, whatever the number of segments; on failure every file
  * opened is closed.
  */
 export async function recoverLog(dir: string, indexIntervalBytes: number, remoteSidecar?: RemoteSidecar): Promise<RecoveredLog> {
-  if ((await fs.promises.mkdir(dir, { recursive: true })) !== undefined) await files.fsyncDir(path.dirname(path.resolve(dir)));
+  if ((await files.mkdirp(dir)) !== undefined) await files.fsyncDir(path.dirname(path.resolve(dir)));
   const loaded = await SegmentCatalogue.open(dir);
   const opened: Segment[] = [];
   try {
@@ -301,7 +312,10 @@ async function probeTail(dir: string, start: number, indexIntervalBytes: number,
     throw err;
   }
   opened.push(active);
-  if (scan.end < scan.size || (!active.isEmpty && (await anySegmentFileAt(dir, active.nextPosition)))) {
+  // An active segment with no valid batch cannot say by name where a later segment would start:
+  // a later segment's file can exist (created durably before this one's first batch was synced,
+  // and lost), so only a listing tells. Found by the power-loss torture.
+  if (scan.end < scan.size || active.isEmpty || (await anySegmentFileAt(dir, active.nextPosition))) {
     await active.closeFiles();
     opened.pop();
     return undefined;
@@ -313,9 +327,8 @@ async function probeTail(dir: string, start: number, indexIntervalBytes: number,
 
 /** True when a data file or a sidecar exists for a segment at `basePosition`. */
 async function anySegmentFileAt(dir: string, basePosition: number): Promise<boolean> {
-  const exists = (file: string) => fs.promises.access(file).then(() => true, () => false);
   const probe = new Segment(dir, basePosition);
-  return (await exists(probe.logFile)) || (await exists(probe.sealedFile));
+  return (await files.exists(probe.logFile)) || (await files.exists(probe.sealedFile));
 }
 
 /**
@@ -324,7 +337,7 @@ async function anySegmentFileAt(dir: string, basePosition: number): Promise<bool
  * temporary files left by a crash.
  */
 async function listTail(dir: string, start: number | undefined, indexIntervalBytes: number, opened: Segment[], remoteSidecar?: RemoteSidecar): Promise<Tail> {
-  const names = await fs.promises.readdir(dir);
+  const names = await files.readdir(dir);
   await files.mapBounded(names.filter((n) => n.endsWith('.tmp')), SIDECAR_READ_CONCURRENCY, (n) => files.unlinkIfExists(path.join(dir, n)));
   const logBases = new Set(names.map((n) => parseSegmentName(n, SUFFIX.log)));
   const listed = [...new Set([...logBases, ...names.map((n) => parseSegmentName(n, SUFFIX.sealed))])]
@@ -338,10 +351,20 @@ async function listTail(dir: string, start: number | undefined, indexIntervalByt
   // interrupted seals; one without a valid sidecar before a sealed one is damage.
   const lastSealed = sidecars.findLastIndex((sidecar) => sidecar !== undefined);
   const tail: Tail = { segments: [], interrupted: [], sealed: [] };
+  /** Bases of segments set aside (quarantine/) on the way. */
+  const setAside = new Set<number>();
   for (const [i, base] of bases.entries()) {
+    if (setAside.has(base)) continue;
     const segment = new Segment(dir, base);
     // With a remote copy, the log starts at 0 (tiering evicts data, never segments).
     let expected = tail.segments[tail.segments.length - 1]?.nextPosition ?? start ?? (remoteSidecar === undefined ? undefined : 0);
+    const previous = tail.segments[tail.segments.length - 1];
+    if (previous !== undefined && base < previous.nextPosition && sidecars[i] === undefined) {
+      // An unsealed segment starting inside the previous one: a leftover (see setAsideLeftovers).
+      await setAsideLeftovers(previous, names, [base]);
+      setAside.add(base);
+      continue;
+    }
     if (expected !== undefined && expected < base) expected = await repairFromRemote(dir, tail, expected, base, remoteSidecar);
     if (expected !== undefined && expected !== base) {
       throw new CorruptFileError(segment.logFile, `segment starts at position ${base} but the previous one ends before ${expected}`);
@@ -354,7 +377,7 @@ async function listTail(dir: string, start: number | undefined, indexIntervalByt
       continue;
     }
     opened.push(segment);
-    if (await recoverUnsealed(segment, bases.slice(i + 1), indexIntervalBytes, names)) {
+    if (await recoverUnsealed(segment, bases.slice(i + 1), indexIntervalBytes, names, setAside)) {
       tail.segments.push(segment);
       break; // It is the active segment.
     }
@@ -391,27 +414,205 @@ async function repairFromRemote(dir: string, tail: Tail, from: number, until: nu
 /**
  * Recovers an unsealed segment found by listing, followed by the segments at `laterBases`.
  * Returns true when it is the active segment: when none follows, or when its tail was torn (then
- * the segments after it, never acknowledged, are removed first). Otherwise its seal was
+ * the segments after it, never acknowledged, are set aside first; when one of them proves the
+ * torn data acknowledged, CorruptRecordError and nothing is changed). Otherwise its seal was
  * interrupted: it is scanned from its start and its file is closed again (sealing reopens it).
+ * Later segments that start inside its valid batches are leftovers, set aside first (their
+ * bases are added to `setAside`).
  */
-async function recoverUnsealed(segment: Segment, laterBases: readonly number[], indexIntervalBytes: number, names: readonly string[]): Promise<boolean> {
-  await files.unlinkIfExists(segment.sealedFile);
+async function recoverUnsealed(segment: Segment, laterBases: readonly number[], indexIntervalBytes: number, names: readonly string[], setAside: Set<number>): Promise<boolean> {
   const scan = await scanTail(segment, indexIntervalBytes, laterBases.length > 0);
   if (scan.end < scan.size) await assertTornWrite(segment, segment.fd!, scan.end, scan.size);
-  if (laterBases.length === 0) {
+  const leftovers = laterBases.filter((base) => base < segment.nextPosition);
+  if (leftovers.length > 0) {
+    await setAsideLeftovers(segment, names, leftovers);
+    for (const base of leftovers) setAside.add(base);
+    laterBases = laterBases.filter((base) => base >= segment.nextPosition);
+  }
+  const nextBase = laterBases[0];
+  if (nextBase !== undefined && segment.nextPosition < nextBase) {
+    // Its tail was torn. Everything after the tear was never acknowledged, as recovery of a
+    // single segment would cut it off, unless a later segment proves otherwise.
+    const damage = await describeEnd(segment, scan, nextBase);
+    const evidence = await syncEvidence(segment.dir, laterBases);
+    if (evidence !== undefined) {
+      throw new CorruptRecordError({
+        file: segment.logFile,
+        byteOffset: scan.end,
+        position: segment.nextPosition,
+        reason:
+          `this segment's seal was interrupted and its batches end here (${damage}), but ${evidence}; the writer syncs a segment only once ` +
+          'every earlier one is synced whole, so this is damaged acknowledged data, not a torn write: recovery changed nothing, ' +
+          'and will not cut it off or set the later segments aside',
+      });
+    }
+    await quarantineSegments(segment.dir, names, laterBases, segment.basePosition, tornNote(segment, laterBases, damage), { segment, scan });
+    await files.unlinkIfExists(segment.sealedFile);
     await applyTailScan(segment, scan);
     return true;
   }
-  if (segment.nextPosition !== laterBases[0]) {
-    // Its tail was torn: everything after the tear was never acknowledged, as recovery of a
-    // single segment would cut it off.
-    await dropSegments(segment.dir, names, laterBases);
-    await applyTailScan(segment, scan);
-    return true;
-  }
+  await files.unlinkIfExists(segment.sealedFile);
   await applyTailScan(segment, scan);
+  if (nextBase === undefined) return true;
   await segment.closeFiles();
   return false;
+}
+
+/** What ends the valid batches of `segment` at `scan.end`, in words (for an error or a note). */
+async function describeEnd(segment: Segment, scan: TailScan, nextBase: number): Promise<string> {
+  const where = `position ${segment.nextPosition}, short of the next segment's first position ${nextBase}`;
+  if (scan.end >= scan.size) return `the file ends at byte ${scan.end}, at ${where}`;
+  const available = scan.size - scan.end;
+  const head = await files.readAt(segment.fd!, Math.min(BATCH_HEADER_BYTES, available), scan.end);
+  const length = head.length === BATCH_HEADER_BYTES ? readBatchHeader(head, 0).batchLength : 0;
+  const batch = length > BATCH_HEADER_BYTES && length <= Math.min(available, MAX_BATCH_BYTES) ? await files.readAt(segment.fd!, length, scan.end) : head;
+  const problem = checkBatch(batch, 0, available, segment.nextPosition).problem ?? 'invalid batch';
+  return `the batch at byte ${scan.end} of ${scan.size} is invalid (${problem}), at ${where}`;
+}
+
+/**
+ * What, in the segments at `bases` (those after a segment whose tail is torn), proves that some
+ * later segment was fdatasync'd, and so (the writer syncs a segment only once every earlier one
+ * is synced whole) that every earlier segment was synced whole: an intact batch whose header
+ * records a sync, or an index entry pointing at an intact batch past the start of its segment
+ * (entries are written only once the data they point at is synced). Undefined when nothing does.
+ * Reads each data file whole (a rare path: an interrupted seal with a torn tail).
+ */
+async function syncEvidence(dir: string, bases: readonly number[]): Promise<string | undefined> {
+  const magic = Buffer.alloc(4);
+  magic.writeUInt32LE(BATCH_MAGIC);
+  for (const base of bases) {
+    const later = new Segment(dir, base);
+    let fd: number;
+    try {
+      fd = await files.open(later.logFile, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw err;
+    }
+    try {
+      const size = await files.fstatSize(fd);
+      const data = await files.readAt(fd, size, 0);
+      const indexBytes = await files.readFileIfExists(later.indexFile);
+      if (indexBytes !== undefined) {
+        const { index } = OffsetIndex.decode(indexBytes, size);
+        for (let i = index.length - 1; i >= 0; i--) {
+          const entry = index.at(i);
+          if (entry.byteOffset > 0 && checkBatch(data, entry.byteOffset, size - entry.byteOffset, base + entry.relativePosition).ok) {
+            return `${later.indexFile}, the index of a later segment, has an entry for the intact batch at byte ${entry.byteOffset} of ${later.logFile}, written only once that segment was synced past it`;
+          }
+        }
+      }
+      for (let at = data.indexOf(magic); at >= 0; at = data.indexOf(magic, at + 1)) {
+        const check = checkBatch(data, at, size - at);
+        if (check.ok && check.header!.syncedBytes > 0 && check.header!.basePosition >= base) {
+          return `the intact batch at byte ${at} of ${later.logFile} (a later segment) records that this later segment had been synced (to byte ${check.header!.syncedBytes}) before it was written`;
+        }
+      }
+    } finally {
+      await files.close(fd);
+    }
+  }
+  return undefined;
+}
+
+/** The note of the segments set aside after `torn`, whose valid batches end early as `damage` says. */
+function tornNote(torn: Segment, bases: readonly number[], damage: string): string {
+  return (
+    `Segment ${path.basename(torn.logFile)} (first position ${torn.basePosition}) had not finished sealing when the log was last closed, ` +
+    `and its valid batches end early: ${damage}.\n\n` +
+    `Nothing in the segments after it (first positions ${bases.join(', ')}) proves that they were ever synced: no intact batch of theirs ` +
+    'records a sync, and no entry of their index files points at an intact batch. So they were written after the damaged batch, in ' +
+    'writes that a crash caught before their sync: none of their appends was acknowledged under fsync durability.\n\n' +
+    `The log goes on from position ${torn.nextPosition}. If appends at or past that position were acknowledged (under interval or none ` +
+    'durability, or if something other than coldstream changed the files), stop the store and compare with a replica or a backup: these ' +
+    'are the files as recovery found them. Otherwise this directory may be deleted.'
+  );
+}
+
+/**
+ * Sets aside unsealed segments at `bases` that start inside the valid batches of `owner` (the
+ * segment before them): leftovers of an earlier life of the log. A crash cut `owner` back below
+ * their start (what was cut off was never acknowledged: a recovery that found them then would
+ * have set them aside, but one that found the log's end by probing does not see a segment
+ * that starts past it), and the log went on from there, past them. Nothing in them is part of
+ * the log; they are kept with a note, and any sign that they had been synced is reported in it.
+ */
+async function setAsideLeftovers(owner: Segment, names: readonly string[], bases: readonly number[]): Promise<void> {
+  const evidence = await syncEvidence(owner.dir, bases);
+  const note =
+    `Segment${bases.length === 1 ? '' : 's'} ${bases.map((base) => `${segmentName(base)}.log`).join(', ')} (first position${bases.length === 1 ? '' : 's'} ${bases.join(', ')}) ` +
+    `start${bases.length === 1 ? 's' : ''} inside segment ${path.basename(owner.logFile)}, whose valid batches run from position ${owner.basePosition} to ${owner.nextPosition - 1}, ` +
+    'and had not been sealed. They are left over from an earlier life of the log: a crash cut the end of the segment before them back below ' +
+    'their first position, and the log went on from there with other appends at those positions. Nothing in them is part of the log.\n\n' +
+    (evidence === undefined
+      ? 'Nothing in them proves that they were ever synced, so none of their appends was acknowledged under fsync durability: this directory may be deleted.'
+      : `But ${evidence}: appends in them may have been acknowledged and lost at that earlier crash. Compare them with a replica or a backup.`);
+  await quarantineSegments(owner.dir, names, bases, owner.basePosition, note);
+}
+
+/**
+ * Sets aside every file of the segments at `bases` (given the directory's listing) in a new
+ * directory under `quarantine/` (named by the time and by `about`, the segment that caused it),
+ * with `NOTE.txt` saying why (`explanation`). With `cut`, also a copy of the bytes its recovery
+ * is about to cut off the end of that segment's data (trailing zero bytes left out). The note
+ * and the copy are written first; the segments are moved last one first, each one's data file
+ * after its other files, so that a crash part way leaves a data file to be found (and the move
+ * finished) by the next open. Returns the directory. Nothing is deleted.
+ */
+async function quarantineSegments(
+  dir: string,
+  names: readonly string[],
+  bases: readonly number[],
+  about: number,
+  explanation: string,
+  cut?: { readonly segment: Segment; readonly scan: TailScan },
+): Promise<string> {
+  const root = path.join(dir, QUARANTINE_DIR);
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  let entry = path.join(root, `${stamp}-${segmentName(about)}`);
+  for (let n = 1; await files.exists(entry); n++) entry = path.join(root, `${stamp}-${segmentName(about)}-${n}`);
+  await files.mkdirp(entry);
+  await files.fsyncDir(root);
+  await files.fsyncDir(dir); // For `quarantine/` itself, when it was just created.
+
+  const moved: string[] = [];
+  for (const base of [...bases].sort((a, b) => b - a)) {
+    const prefix = `${segmentName(base)}.`;
+    const own = names.filter((name) => name.startsWith(prefix) && !name.endsWith('.tmp'));
+    moved.push(...own.filter((name) => !name.endsWith(SUFFIX.log)), ...own.filter((name) => name.endsWith(SUFFIX.log)));
+  }
+  let cutNote = '';
+  if (cut !== undefined) {
+    const { segment, scan } = cut;
+    const file = path.basename(segment.logFile);
+    cutNote = scan.end < scan.size ? `Only zero bytes (preallocated space) are cut from the end of ${file}.` : `Nothing is cut from ${file}.`;
+    if (scan.end < scan.size) {
+      const tail = await files.readAt(segment.fd!, scan.size - scan.end, scan.end);
+      let last = tail.length;
+      while (last > 0 && tail[last - 1] === 0) last--; // Preallocated space holds only zeroes.
+      if (last > 0) {
+        const copy = `${file}.from-byte-${scan.end}`;
+        await files.writeFileDurable(path.join(entry, copy), tail.subarray(0, last));
+        cutNote = `The ${last} bytes cut from the end of ${file} (from byte ${scan.end}; trailing zero bytes of preallocated space left out) are kept here as ${copy}.`;
+      }
+    }
+  }
+  const note = [
+    `coldstream recovery set these files of the log in ${dir} aside on ${new Date().toISOString()} instead of deleting them.`,
+    '',
+    explanation,
+    '',
+    `Moved here: ${moved.join(', ') || '(no file)'}.`,
+    ...(cutNote === '' ? [] : [cutNote]),
+    '',
+  ].join('\n');
+  await files.writeFileDurable(path.join(entry, 'NOTE.txt'), Buffer.from(note));
+  await files.fsyncDir(entry);
+  for (const name of moved) await files.rename(path.join(dir, name), path.join(entry, name));
+  await files.fsyncDir(entry);
+  await files.fsyncDir(dir);
+  return entry;
 }
 
 /**
@@ -463,12 +664,3 @@ async function readSidecar(segment: Segment): Promise<SegmentSidecar | undefined
   }
 }
 
-/** Removes every file of the segments at `bases`, given the directory's listing. */
-async function dropSegments(dir: string, names: readonly string[], bases: readonly number[]): Promise<void> {
-  const prefixes = new Set(bases.map(segmentName));
-  for (const name of names) {
-    const dot = name.indexOf('.');
-    if (dot > 0 && prefixes.has(name.slice(0, dot))) await files.unlinkIfExists(path.join(dir, name));
-  }
-  await files.fsyncDir(dir);
-}

@@ -11,7 +11,9 @@
  *   - `interval`: it was written; the loop fdatasyncs every `fsyncIntervalMs`;
  *   - `none`: it was written (to the page cache).
  * A new segment's directory entry is fsynced before anything in it is acknowledged (except
- * under `none`).
+ * under `none`). No segment is fdatasync'd, or created (except under `none`), while an earlier
+ * one holds unsynced data: recovery takes a sync recorded in a later segment as proof that
+ * every earlier one was synced whole (recovery.ts).
  *
  * Rolling and sealing. The active segment rolls when the next batch would take it past
  * `segmentBytes`, or when its first batch is older than `segmentMaxAgeMs`. The rolled segment is
@@ -26,7 +28,8 @@
  *
  * Failing. An error from write or fsync fails the log: that batch and every later one are
  * rejected with StoreFailedError, because after a failed fsync the page cache cannot be trusted.
- * What was acknowledged before is on disk; reopening recovers.
+ * What was acknowledged before is on disk; reopening recovers. A commit listener that throws
+ * does not: it is reported (`onListenerError`) and the loop goes on.
  *
  * Opening. Sealed segments are trusted by their records in the segment catalogue
  * (segment-catalogue.ts), one file for all of them, and not read. The active segment's tail is
@@ -89,6 +92,19 @@ export interface SegmentLogOptions {
   readonly remoteData?: (segment: SegmentSidecar) => RemoteSegmentData | undefined;
   /** Where recovery finds the sidecar of an evicted segment whose local one is missing or damaged. */
   readonly remoteSidecar?: RemoteSidecar;
+  /**
+   * Checks each record of every batch read (the layer above's record format: version, lengths)
+   * and says why it cannot be read, or returns undefined. A record it refuses is a
+   * CorruptRecordError, never handed out. Without it, records are opaque bytes.
+   */
+  readonly checkRecord?: (record: Buffer) => string | undefined;
+  /**
+   * Called with what a commit listener ({@link SegmentLog.onCommit}) threw. The log goes on (the
+   * group was acknowledged, the other listeners are called); by default it is reported as a
+   * process warning (`process.on('warning')`, printed to stderr), since a listener that throws is
+   * a bug in the layer above.
+   */
+  readonly onListenerError?: (err: unknown) => void;
 }
 
 /** Where an appended batch went. */
@@ -225,7 +241,11 @@ export class SegmentLog {
     return this.segments.startPosition;
   }
 
-  /** Called after each acknowledged group with the new commit end. Returns an unsubscribe. */
+  /**
+   * Called after each acknowledged group with the new commit end, and once more when the log
+   * fails or closes (so that waiters look again). Returns an unsubscribe. A listener must not
+   * throw; one that does is reported (`onListenerError`) and changes nothing else.
+   */
   onCommit(listener: (commitEnd: number) => void): () => void {
     this.commitListeners.add(listener);
     return () => this.commitListeners.delete(listener);
@@ -338,6 +358,11 @@ export class SegmentLog {
         }
         if (!(await this.step())) return;
       }
+    } catch (err) {
+      // Nothing in a turn is expected to throw outside its write (listeners are isolated): if
+      // something does, the log's state is unknown, so it fails, and every waiter hears of it
+      // rather than waiting for ever. The loop's promise never rejects.
+      this.fail(err, [], []);
     } finally {
       this.looping = false;
     }
@@ -356,28 +381,61 @@ export class SegmentLog {
         this.fail(err, group, syncs);
         return false;
       }
-      const last = group[group.length - 1];
-      if (last !== undefined) {
-        for (const batch of group) {
-          batch.segment.committedBytes = batch.byteOffset + batch.buf.length;
-          batch.segment.committedEnd = batch.end;
+      try {
+        const last = group[group.length - 1];
+        if (last !== undefined) {
+          for (const batch of group) {
+            batch.segment.committedBytes = batch.byteOffset + batch.buf.length;
+            batch.segment.committedEnd = batch.end;
+          }
+          this.commitEnd_ = last.end;
         }
-        this.commitEnd_ = last.end;
+        for (const batch of group) batch.resolve();
+        if (last !== undefined) this.notifyCommit();
+        // A rolled segment whose last batch is acknowledged is sealed in the background, one at a
+        // time and in order, so that appends to the next segment do not wait for it (sealing
+        // syncs, digests the whole file and writes several files).
+        while (this.sealQueue.length > 0 && this.sealQueue[0]!.committedBytes === this.sealQueue[0]!.reservedBytes) {
+          const segment = this.sealQueue.shift()!;
+          this.sealing = this.sealing.then(() => (this.failure === undefined ? this.seal(segment) : undefined)).catch((err: unknown) => this.fail(err, [], []));
+        }
+      } finally {
+        // A flush covers the rolled segments too, which (under none durability) only their seal
+        // syncs. Settled whatever happened above: a flush never waits for ever.
+        const sealed = this.sealing;
+        for (const waiter of syncs) void sealed.then(() => (this.failure === undefined ? waiter.resolve() : waiter.reject(this.failure)));
       }
-      for (const batch of group) batch.resolve();
-      if (last !== undefined) for (const listener of this.commitListeners) listener(this.commitEnd_);
-      // A rolled segment whose last batch is acknowledged is sealed in the background, one at a
-      // time and in order, so that appends to the next segment do not wait for it (sealing
-      // syncs, digests the whole file and writes several files).
-      while (this.sealQueue.length > 0 && this.sealQueue[0]!.committedBytes === this.sealQueue[0]!.reservedBytes) {
-        const segment = this.sealQueue.shift()!;
-        this.sealing = this.sealing.then(() => (this.failure === undefined ? this.seal(segment) : undefined)).catch((err: unknown) => this.fail(err, [], []));
-      }
-      // A flush covers the rolled segments too, which (under none durability) only their seal syncs.
-      const sealed = this.sealing;
-      for (const waiter of syncs) void sealed.then(() => (this.failure === undefined ? waiter.resolve() : waiter.reject(this.failure)));
     }
     return true;
+  }
+
+  /**
+   * Calls every commit listener with the commit end. A listener that throws does not stop the
+   * others, the writer loop or the log (the group is acknowledged all the same): its error goes
+   * to `onListenerError`, by default a process warning.
+   */
+  private notifyCommit(): void {
+    for (const listener of this.commitListeners) {
+      try {
+        listener(this.commitEnd_);
+      } catch (err) {
+        this.reportListenerError(err);
+      }
+    }
+  }
+
+  private reportListenerError(err: unknown): void {
+    try {
+      if (this.options.onListenerError !== undefined) {
+        this.options.onListenerError(err);
+        return;
+      }
+    } catch {
+      // A reporter that throws too: fall back to the warning.
+    }
+    const warning = new Error(`A commit listener of the log in ${this.options.dir} threw; the log goes on: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    warning.name = 'ColdstreamWarning';
+    process.emitWarning(warning);
   }
 
   /** The seals scheduled so far, in order; never rejects (a failed seal fails the log). */
@@ -400,7 +458,7 @@ export class SegmentLog {
     this.segments.push(next);
     this.active = next;
     this.commitEnd_ = next.basePosition;
-    for (const listener of this.commitListeners) listener(this.commitEnd_);
+    this.notifyCommit();
   }
 
   /** Resolves once every segment rolled so far whose batches are acknowledged is sealed. */
@@ -413,11 +471,18 @@ export class SegmentLog {
 
   private async writeGroup(group: PendingBatch[], forceSync: boolean): Promise<void> {
     const touched: Segment[] = [];
+    let syncedEarly: Segment[] = [];
     for (let i = 0; i < group.length; ) {
       const segment = group[i]!.segment;
       let j = i;
       while (j < group.length && group[j]!.segment === segment) j++;
-      if (!segment.created) await this.create(segment);
+      if (!segment.created) {
+        // A segment's file is created (its name made durable) only once every earlier segment is
+        // synced whole, so that a power cut cannot leave a later segment behind an earlier one
+        // cut back below its start (see syncEarlierSegments). Under `none` nothing syncs here.
+        if (this.options.durability !== 'none') syncedEarly = [...syncedEarly, ...(await this.syncEarlierSegments(segment))];
+        await this.create(segment);
+      }
       this.preallocate(segment, group[j - 1]!.byteOffset + group[j - 1]!.buf.length);
       const run = group.slice(i, j).map((b) => b.buf);
       files.writeAllSync(segment.fd!, run.length === 1 ? run[0]! : Buffer.concat(run), group[i]!.byteOffset);
@@ -427,7 +492,9 @@ export class SegmentLog {
     }
     if (this.options.durability === 'fsync' || forceSync) {
       if (touched.length === 0 && this.active.created) touched.push(this.active);
+      await this.syncEarlierSegments(touched[0]);
       for (const segment of touched) {
+        if (syncedEarly.includes(segment) && segment.syncedBytes === segment.writtenBytes) continue; // Synced above, nothing written since.
         const written = segment.writtenBytes;
         await files.fdatasync(segment.fd!);
         segment.syncedBytes = written;
@@ -435,6 +502,37 @@ export class SegmentLog {
       this.lastMacrotask = performance.now();
     }
     for (const segment of touched) await this.persistIndexEntries(segment);
+  }
+
+  /**
+   * Syncs whatever is written but not yet synced in the rolled segments before `segment`, so
+   * that no segment is ever fdatasync'd while an earlier one holds unsynced data. Recovery
+   * relies on it: an intact batch of a later segment that records a sync (its `syncedBytes`),
+   * or a persisted index entry there, proves that every earlier segment was synced whole, so
+   * damage in an earlier one is not a torn write (recovery.ts). Under `fsync` durability every
+   * group syncs what it wrote and this finds nothing to do, but when a group reaches a new
+   * segment (the earlier one is synced before the new one is created, rather than after); under
+   * `interval`/`none` it matters when a flush (or the interval's sync) comes before a rolled
+   * segment's seal has synced it. Returns the segments it synced.
+   */
+  private async syncEarlierSegments(segment: Segment | undefined): Promise<Segment[]> {
+    const synced: Segment[] = [];
+    if (segment === undefined) return synced;
+    for (const earlier of this.rolled) {
+      if (earlier.basePosition >= segment.basePosition || earlier.writtenBytes <= earlier.syncedBytes || earlier.fd === undefined) continue;
+      // A reader slot keeps the descriptor open should its seal finish meanwhile.
+      earlier.readers++;
+      try {
+        const written = earlier.writtenBytes;
+        await files.fdatasync(earlier.fd);
+        earlier.syncedBytes = Math.max(earlier.syncedBytes, written);
+        synced.push(earlier);
+      } finally {
+        earlier.readers--;
+        if (earlier.readers === 0 && earlier.dataEvicted) this.closeSealedData(earlier);
+      }
+    }
+    return synced;
   }
 
   /**
@@ -495,8 +593,11 @@ export class SegmentLog {
     for (const waiter of [...group, ...syncs, ...this.pending, ...this.syncWaiters]) waiter.reject(this.failure);
     this.pending = [];
     this.syncWaiters = [];
+    // Rolled segments are sealed by the next open's recovery: left queued, the writer loop would
+    // wait for ever for their last batches (rejected just now) and close with it.
+    this.sealQueue.length = 0;
     // Wake waitForCommit callers so they see the failure.
-    for (const listener of this.commitListeners) listener(this.commitEnd_);
+    this.notifyCommit();
   }
 
   /** Seals a fully written segment: sync, final index, attachments, the sidecar, then its catalogue record. */
@@ -505,6 +606,7 @@ export class SegmentLog {
     this.openDataFile(segment); // Recovery closes the file of a segment whose seal was interrupted.
     await this.trimPreallocation(segment);
     await files.fsync(segment.fd!); // fsync, not fdatasync: the trim changed the file size.
+    segment.syncedBytes = segment.committedBytes;
     if (segment.indexFd !== undefined) {
       await files.close(segment.indexFd);
       segment.indexFd = undefined;
@@ -547,7 +649,7 @@ export class SegmentLog {
       let { relativePosition, byteOffset } = index.floor(fromPosition - segment.basePosition);
       let position = segment.basePosition + relativePosition;
       for (;;) {
-        const batches = await segment.readBatches(byteOffset, position, maxBytes);
+        const batches = this.checkRecords(segment, await segment.readBatches(byteOffset, position, maxBytes));
         const wanted = batches.filter((b) => b.basePosition + b.recordCount > fromPosition);
         const lastBatch = batches[batches.length - 1];
         if (wanted.length > 0 || lastBatch === undefined) return wanted;
@@ -573,7 +675,7 @@ export class SegmentLog {
       while (first >= 0 && endByteOffset - index.at(first).byteOffset < maxBytes) first--;
       const start = index.at(first);
       const end = Math.min(endByteOffset, segment.committedBytes);
-      const batches = await segment.readBatches(start.byteOffset, segment.basePosition + start.relativePosition, end - start.byteOffset, end);
+      const batches = this.checkRecords(segment, await segment.readBatches(start.byteOffset, segment.basePosition + start.relativePosition, end - start.byteOffset, end));
       // Batches tile the range between index entries exactly; a gap means a damaged length
       // field, which must not turn into silently skipped events.
       const last = batches[batches.length - 1];
@@ -593,7 +695,7 @@ export class SegmentLog {
    */
   async readBatchAt(segmentBase: number, byteOffset: number, lengthGuess?: number): Promise<LocatedBatch> {
     const { segment, end } = this.batchTarget(segmentBase, byteOffset, lengthGuess);
-    return this.withReader(segment, () => segment.readBatchAt(byteOffset, end));
+    return this.withReader(segment, async () => this.checkRecord(segment, await segment.readBatchAt(byteOffset, end)));
   }
 
   /**
@@ -605,10 +707,34 @@ export class SegmentLog {
     const { segment, end } = this.batchTarget(segmentBase, byteOffset, lengthGuess);
     this.enterReader(segment);
     try {
-      return segment.readBatchAtSync(byteOffset, end);
+      const batch = segment.readBatchAtSync(byteOffset, end);
+      return batch === undefined ? undefined : this.checkRecord(segment, batch);
     } finally {
       this.leaveReader(segment);
     }
+  }
+
+  /** `batches`, once each of their records passed `options.checkRecord`; CorruptRecordError for the first that does not. */
+  private checkRecords(segment: Segment, batches: LocatedBatch[]): LocatedBatch[] {
+    if (this.options.checkRecord !== undefined) for (const batch of batches) this.checkRecord(segment, batch);
+    return batches;
+  }
+
+  private checkRecord(segment: Segment, batch: LocatedBatch): LocatedBatch {
+    const check = this.options.checkRecord;
+    if (check === undefined) return batch;
+    for (let i = 0; i < batch.records.length; i++) {
+      const problem = check(batch.records[i]!);
+      if (problem !== undefined) {
+        throw new CorruptRecordError({
+          file: segment.logFile,
+          byteOffset: batch.byteOffset,
+          position: batch.basePosition,
+          reason: `record ${i} of the batch (position ${batch.basePosition + i}; the batch's CRC matches) cannot be read: ${problem}`,
+        });
+      }
+    }
+    return batch;
   }
 
   private batchTarget(segmentBase: number, byteOffset: number, lengthGuess: number | undefined): { segment: Segment; end: number | undefined } {
@@ -734,7 +860,7 @@ export class SegmentLog {
     if (this.ageTimer !== undefined) clearInterval(this.ageTimer);
     try {
       while (this.looping) await this.loop;
-      await this.sealing;
+      await this.sealsSettled();
       if (this.failure === undefined && this.active.created) {
         try {
           await this.trimPreallocation(this.active);
@@ -747,7 +873,14 @@ export class SegmentLog {
       }
       if (this.activeReads > 0) await new Promise<void>((resolve) => (this.readsDrained = resolve));
     } finally {
+      // On every path, failures included, nothing the log started is still writing once close
+      // settles (a seal writes the layer above's attachments, the sidecar and the catalogue):
+      // the owner releases the directory's lock next.
+      while (this.looping) await this.loop.catch(() => {});
+      await this.sealsSettled();
       this.closed = true;
+      // Wake waitForCommit callers: nothing more will be committed, they get StoreClosedError.
+      this.notifyCommit();
       await Promise.all([...this.segments.objects()].map((segment) => segment.closeFiles().catch(() => {})));
       await this.catalogue.close().catch(() => {});
     }

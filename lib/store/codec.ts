@@ -105,6 +105,31 @@ export class RecordEncoder {
   }
 }
 
+/**
+ * Why `record` is not an event record this version can read, or undefined when it is: the
+ * version and flags are known ones, the record holds its whole header, and the lengths of the
+ * stream id, type and data stay inside it (a record without metadata ends with its data).
+ * Every decoder below slices by these lengths, so a record must pass this first; the log checks
+ * every record it reads with it (SegmentLogOptions.checkRecord), so no decoder sees one that
+ * does not, CRC-valid batch or not.
+ */
+export function checkEventRecord(record: Buffer): string | undefined {
+  if (record.length < RECORD_HEADER_BYTES) return `the record holds ${record.length} bytes, fewer than the ${RECORD_HEADER_BYTES} of an event record's header`;
+  const version = record[0]!;
+  if (version !== RECORD_VERSION) return `unknown event record version ${version} (this version of coldstream reads version ${RECORD_VERSION})`;
+  const flags = record[1]!;
+  if ((flags & ~FLAG_METADATA) !== 0) return `unknown event record flags 0x${flags.toString(16).padStart(2, '0')}`;
+  const streamIdBytes = record.readUInt16LE(2);
+  const typeBytes = record.readUInt16LE(4);
+  const dataBytes = record.readUInt32LE(32);
+  const end = RECORD_HEADER_BYTES + streamIdBytes + typeBytes + dataBytes;
+  if (end > record.length) {
+    return `the stream id (${streamIdBytes} bytes), type (${typeBytes} bytes) and data (${dataBytes} bytes) would end at byte ${end} of a ${record.length}-byte record`;
+  }
+  if ((flags & FLAG_METADATA) === 0 && end !== record.length) return `${record.length - end} bytes follow the data of a record without metadata`;
+  return undefined;
+}
+
 /** The fields the index and filters need, without parsing JSON. */
 export interface RecordHead {
   readonly streamId: string;

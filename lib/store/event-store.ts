@@ -14,7 +14,7 @@ import { InvalidOptionsError, ReadOnlyError, StoreClosedError, StoreFailedError,
 import { fsyncDir } from '../log/files.js';
 import { FileLock } from '../log/file-lock.js';
 import { SegmentLog } from '../log/segment-log.js';
-import { RecordEncoder } from './codec.js';
+import { checkEventRecord, RecordEncoder } from './codec.js';
 import { resolveOptions, type EventStoreOptions, type ResolvedOptions } from './options.js';
 import { readAll, readStream, type ReadContext } from './reads.js';
 import { StreamIndex, type IndexHead } from './stream-index.js';
@@ -87,6 +87,7 @@ export class EventStore {
     const lock = FileLock.acquire(resolved.dir);
     let log: SegmentLog | undefined;
     let tiering: Tiering | undefined;
+    let index: StreamIndex | undefined;
     try {
       const logDir = path.join(resolved.dir, 'log');
       tiering = resolved.tiering === undefined ? undefined : await Tiering.open(resolved.dir, logDir, resolved.tiering, resolved.clock, resolved.readOnly);
@@ -101,23 +102,27 @@ export class EventStore {
         preallocateBytes: resolved.preallocateBytes,
         maxOpenSegments: resolved.maxOpenSegments,
         clock: resolved.clock,
+        checkRecord: checkEventRecord,
         onSeal: (segment, sealingLog) => StreamIndex.sealSegment(segment, sealingLog),
         afterSeal: async (segment) => tiered?.sealed(segment.basePosition),
         remoteData: tiered === undefined ? undefined : (sidecar) => tiered.remoteData(sidecar),
         remoteSidecar: tiered === undefined ? undefined : (base, gap) => tiered.remoteSidecar(base, gap),
       });
-      const index = await StreamIndex.open(resolved.dir, logDir, log, resolved.indexCheckpointEvents);
+      index = await StreamIndex.open(resolved.dir, logDir, log, resolved.indexCheckpointEvents);
       const opened = log;
-      tiering?.start(log, () => index.indexAdopted(opened));
+      const openedIndex = index;
+      tiering?.start(log, () => openedIndex.indexAdopted(opened));
       // A replica serves what the writer committed up to now from the start (or, with the object
       // store unreachable, what it pulled before: status() says why).
       if (resolved.readOnly) await tiering?.refresh().catch(() => 0);
       const store = new EventStore(resolved, lock, log, index, tiering);
       const syncFirst = resolved.durability === 'fsync' ? undefined : () => opened.flush();
-      store.stopCheckpointing = log.onCommit(() => index.noteCommitted(opened, syncFirst));
+      store.stopCheckpointing = log.onCommit(() => openedIndex.noteCommitted(opened, syncFirst));
       return store;
     } catch (err) {
+      // Everything opened is closed (and so done writing) before the directory is released.
       await tiering?.close().catch(() => {});
+      await index?.close(false).catch(() => {});
       await log?.close().catch(() => {});
       lock.release();
       throw err;
@@ -461,6 +466,8 @@ export class EventStore {
     }
     try {
       // The index is derived data: what it cannot flush now, the next open reads from the log.
+      // Closed (its background flush settled, its database closed) before the lock is released,
+      // on the failure path too: another process may open the directory as soon as it is.
       await this.index.close(failure === undefined && this.log.commitEnd === this.log.nextPosition);
     } catch (err) {
       failure ??= new StoreFailedError(err);

@@ -169,12 +169,30 @@ describe('record batch', () => {
       ['record count vs lengths', (b) => b.writeUInt32LE(2, 24), /record lengths do not match/],
       ['huge record count', (b) => b.writeUInt32LE(0xffff_ffff, 24), /record lengths do not match/],
       ['record length', (b) => b.writeUInt32LE(6, BATCH_HEADER_BYTES), /record lengths do not match/],
+      ['attributes (a compressed batch, say)', (b) => b.writeUInt8(1, 13), /unknown batch attributes 0x01/],
+      ['reserved field', (b) => b.writeUInt16LE(0x100, 14), /unknown batch attributes 0x00 \(reserved field 0x0100\)/],
     ];
     for (const [, damage, reason] of cases) {
       const buf = Buffer.from(fixed);
       damage(buf);
       restamp(buf);
       expect(() => decodeBatchOrThrow(buf, 0, buf.length, FILE, 0)).to.throw(CorruptRecordError, reason);
+    }
+  });
+
+  it('says what it found when the record lengths of a CRC-valid batch do not add up', () => {
+    // `fixed` holds 'alpha', '' and 'omega!': 23 bytes of records after the 40-byte header.
+    const cases: [string, (b: Buffer) => void, string][] = [
+      ['a record running past the batch', (b) => b.writeUInt32LE(1000, BATCH_HEADER_BYTES), 'record 0 of 3 at byte 44 claims 1000 bytes, but the batch ends 19 bytes later'],
+      ['more records than bytes', (b) => b.writeUInt32LE(0xffff_ffff, 24), '4294967295 records cannot fit in the 23 bytes after the header'],
+      ['a record count one short', (b) => b.writeUInt32LE(2, 24), 'its 2 records end at byte 53, 10 bytes before the end of the batch'],
+      ['a record count one too many', (b) => b.writeUInt32LE(4, 24), 'record 3 of 4 would start at byte 63, where 0 bytes of the batch are left'],
+    ];
+    for (const [what, damage, found] of cases) {
+      const buf = Buffer.from(fixed);
+      damage(buf);
+      restamp(buf);
+      expect(() => decodeBatchOrThrow(buf, 0, buf.length, FILE, 0), what).to.throw(CorruptRecordError, `record lengths do not match the batch length: ${found}`);
     }
   });
 

@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
-import { isColdstreamError } from '../../lib/errors.js';
+import path from 'node:path';
+import { CorruptRecordError, isColdstreamError } from '../../lib/errors.js';
+import { encodeBatch } from '../../lib/log/record-batch.js';
 import { SegmentLog } from '../../lib/log/segment-log.js';
 import { buildLog, catalogueOf, end, expectRecovered, fileOf, restore, rng, snapshot, uncatalogueFrom, type Snapshot, type WrittenBatch } from '../helpers/log-fixture.js';
 import { logOptions } from '../helpers/log.js';
@@ -116,20 +118,132 @@ describe('recovery of an interrupted seal', () => {
     );
   });
 
-  it('drops the segments after an unsealed segment with a torn tail', async () => {
-    const written = await buildLog(tmp.path, 105, 4);
+  /**
+   * A log whose third segment from the end has an interrupted seal (no sidecar, not catalogued)
+   * and is followed by two more segments, the last one active. Returns the bases and batches.
+   */
+  async function interruptedBeforeTwo(seed: number): Promise<{ written: WrittenBatch[]; torn: number; later: number[]; inTorn: WrittenBatch[] }> {
+    const written = await buildLog(tmp.path, seed, 4);
     const bases = segmentBases(written);
     const torn = bases[bases.length - 3]!;
-    const inTorn = written.filter((b) => b.segmentBase === torn);
-    const cut = inTorn[inTorn.length - 1]!.byteOffset + 9;
     uncatalogueFrom(tmp.path, torn);
     for (const base of bases.slice(-3, -1)) fs.rmSync(fileOf(tmp.path, base, '.sealed'));
-    fs.truncateSync(fileOf(tmp.path, torn, '.log'), cut);
+    return { written, torn, later: bases.slice(-2), inTorn: written.filter((b) => b.segmentBase === torn) };
+  }
+
+  /**
+   * Rewrites the segments at `bases` as a crash right after their unsynced writes leaves them:
+   * every batch's header says nothing was synced yet, and no index entry was persisted.
+   */
+  function asNeverSynced(written: readonly WrittenBatch[], bases: readonly number[], keepIndexOf?: number): void {
+    for (const base of bases) {
+      const batches = written.filter((b) => b.segmentBase === base);
+      fs.writeFileSync(fileOf(tmp.path, base, '.log'), Buffer.concat(batches.map((b) => encodeBatch(b.basePosition, 1, b.records, 0))));
+      if (base !== keepIndexOf) fs.rmSync(fileOf(tmp.path, base, '.index'), { force: true });
+    }
+  }
+
+  /** Every file of the directory (and below it), by relative path. */
+  function tree(dir: string): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const entry of fs.readdirSync(dir, { recursive: true, withFileTypes: true })) {
+      if (entry.isFile()) out.set(path.relative(dir, path.join(entry.parentPath, entry.name)), fs.readFileSync(path.join(entry.parentPath, entry.name)).toString('hex'));
+    }
+    return out;
+  }
+
+  it('sets aside (never deletes) the segments after an unsealed segment with a torn tail when nothing in them proves it synced', async () => {
+    const { written, torn, later, inTorn } = await interruptedBeforeTwo(105);
+    asNeverSynced(written, later);
+    const tornLog = fileOf(tmp.path, torn, '.log');
+    const cut = inTorn[inTorn.length - 1]!.byteOffset + 9;
+    fs.truncateSync(tornLog, cut);
+    const cutBytes = fs.readFileSync(tornLog).subarray(cut - 9);
+    const laterFiles = new Map([...tree(tmp.path)].filter(([name]) => later.some((base) => name.startsWith(`${String(base).padStart(20, '0')}.`))));
+    expect(laterFiles.size).to.be.at.least(2);
     const survivors = written.filter((b) => b.segmentBase < torn || (b.segmentBase === torn && end(b) <= cut));
     await expectRecovered(tmp.path, survivors, 'torn unsealed segment', () => {
-      for (const base of bases.slice(-2)) expect(fs.readdirSync(tmp.path).filter((n) => n.startsWith(String(base).padStart(20, '0')))).to.deep.equal([]);
+      for (const base of later) expect(fs.readdirSync(tmp.path).filter((n) => n.startsWith(String(base).padStart(20, '0')))).to.deep.equal([]);
       expect(fs.existsSync(fileOf(tmp.path, torn, '.sealed'))).to.equal(false);
-      expect(fs.statSync(fileOf(tmp.path, torn, '.log')).size).to.equal(cut - 9);
+      expect(fs.statSync(tornLog).size).to.equal(cut - 9);
+      const entries = fs.readdirSync(path.join(tmp.path, 'quarantine'));
+      expect(entries).to.have.length(1);
+      const entry = path.join(tmp.path, 'quarantine', entries[0]!);
+      // Every file of the later segments, byte for byte, and the bytes cut off the torn one.
+      const kept = tree(entry);
+      for (const [name, hex] of laterFiles) expect(kept.get(name), name).to.equal(hex);
+      let last = cutBytes.length;
+      while (last > 0 && cutBytes[last - 1] === 0) last--;
+      expect(kept.get(`${path.basename(tornLog)}.from-byte-${cut - 9}`)).to.equal(cutBytes.subarray(0, last).toString('hex'));
+      const note = fs.readFileSync(path.join(entry, 'NOTE.txt'), 'utf8');
+      expect(note).to.contain(path.basename(tornLog)).and.to.contain('truncated header').and.to.contain(`goes on from position ${inTorn[inTorn.length - 1]!.basePosition}`);
+      for (const name of laterFiles.keys()) expect(note).to.contain(name);
+    });
+  });
+
+  it("refuses, changing nothing, to cut an unsealed segment's damaged last batch when a later segment's batches prove it synced", async () => {
+    const { torn, later, inTorn } = await interruptedBeforeTwo(108);
+    const tornLog = fileOf(tmp.path, torn, '.log');
+    const last = inTorn[inTorn.length - 1]!;
+    const pristine = snapshot(tmp.path);
+    const damages: [string, () => void][] = [
+      ['cut short', () => fs.truncateSync(tornLog, last.byteOffset + 9)],
+      ['a flipped byte', () => fs.writeFileSync(tornLog, flip(fs.readFileSync(tornLog), last.byteOffset + 30))],
+      ['zeroed', () => fs.writeFileSync(tornLog, Buffer.concat([fs.readFileSync(tornLog).subarray(0, last.byteOffset), Buffer.alloc(last.length)]))],
+    ];
+    for (const [what, damage] of damages) {
+      restore(tmp.path, pristine);
+      damage();
+      const before = tree(tmp.path);
+      const error = await SegmentLog.open(logOptions(tmp.path)).then(
+        async (log) => {
+          await log.close();
+          return undefined;
+        },
+        (e: unknown) => e,
+      );
+      expect(error, what).to.be.instanceOf(CorruptRecordError);
+      expect(error, what).to.include({ code: 'CORRUPT_RECORD', file: tornLog, byteOffset: last.byteOffset, position: last.basePosition });
+      expect((error as Error).message, what).to.contain(fileOf(tmp.path, later[0]!, '.')).and.to.contain('not a torn write');
+      expect([...tree(tmp.path)], `${what}: nothing changed`).to.deep.equal([...before]);
+    }
+  });
+
+  it("refuses when only a later segment's index proves the torn segment synced", async () => {
+    const { written, torn, later, inTorn } = await interruptedBeforeTwo(109);
+    asNeverSynced(written, later, later[0]);
+    expect(fs.statSync(fileOf(tmp.path, later[0]!, '.index')).size).to.be.greaterThan(0);
+    const last = inTorn[inTorn.length - 1]!;
+    fs.truncateSync(fileOf(tmp.path, torn, '.log'), last.byteOffset + 9);
+    const error = await SegmentLog.open(logOptions(tmp.path)).then(() => undefined, (e: unknown) => e);
+    expect(error).to.be.instanceOf(CorruptRecordError);
+    expect((error as Error).message).to.contain(fileOf(tmp.path, later[0]!, '.index'));
+    expect(fs.existsSync(path.join(tmp.path, 'quarantine'))).to.equal(false);
+  });
+
+  it('sets aside an unsealed segment left over from an earlier life of the log, one that starts inside the segment before it', async () => {
+    const written = await buildLog(tmp.path, 110, 4);
+    const bases = segmentBases(written);
+    const active = bases[bases.length - 1]!;
+    const sealed = bases[1]!;
+    // Without the catalogue the directory is listed. A crash once cut these segments back below
+    // the leftovers' first positions, and the log went on past them with other appends.
+    fs.rmSync(catalogueOf(tmp.path));
+    const leftovers = [sealed + 1, active + 2];
+    for (const base of leftovers) {
+      fs.writeFileSync(fileOf(tmp.path, base, '.log'), Buffer.concat([encodeBatch(base, 1, [Buffer.from('stale-a')], 0), encodeBatch(base + 1, 1, [Buffer.from('stale-b')], 0)]));
+      fs.writeFileSync(fileOf(tmp.path, base, '.index'), Buffer.alloc(0));
+    }
+    const files = new Map([...tree(tmp.path)].filter(([name]) => leftovers.some((base) => name.startsWith(`${String(base).padStart(20, '0')}.`))));
+    expect(files.size).to.equal(4);
+    await expectRecovered(tmp.path, written, 'leftover segments', () => {
+      for (const name of files.keys()) expect(fs.existsSync(path.join(tmp.path, name)), name).to.equal(false);
+      const entries = fs.readdirSync(path.join(tmp.path, 'quarantine'));
+      expect(entries).to.have.length(2);
+      const kept = new Map(entries.flatMap((entry) => [...tree(path.join(tmp.path, 'quarantine', entry))]));
+      for (const [name, hex] of files) expect(kept.get(name), name).to.equal(hex);
+      const notes = entries.map((entry) => fs.readFileSync(path.join(tmp.path, 'quarantine', entry, 'NOTE.txt'), 'utf8')).join('\n');
+      expect(notes).to.contain('left over from an earlier life of the log').and.to.contain('Nothing in them proves that they were ever synced');
     });
   });
 
