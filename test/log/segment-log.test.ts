@@ -4,6 +4,8 @@ import path from 'node:path';
 import { CorruptRecordError, isColdstreamError } from '../../lib/errors.js';
 import { SegmentLog } from '../../lib/log/segment-log.js';
 import { logOptions, readAllRecords, records } from '../helpers/log.js';
+import { mountStorage } from '../../lib/log/storage.js';
+import { SimStorage } from '../helpers/sim-storage.js';
 import { ManualClock, useTempDir } from '../helpers/temp-dir.js';
 
 /** The log's Segment objects of sealed segments (those that may hold a file or an index). */
@@ -70,13 +72,28 @@ describe('SegmentLog', () => {
     await log.close();
   });
 
-  it('groups concurrent appends into shared writes and keeps their order', async () => {
-    const log = await SegmentLog.open(logOptions(tmp.path, { segmentBytes: 1 << 20 }));
-    const receipts = Array.from({ length: 200 }, (_, i) => log.append(records(`r${i}`)));
-    await Promise.all(receipts.map((r) => r.committed));
-    expect(receipts.map((r) => r.basePosition)).to.deep.equal(receipts.map((_, i) => i));
-    expect((await readAllRecords(log)).map((r) => r.text)).to.deep.equal(receipts.map((_, i) => `r${i}`));
-    await log.close();
+  it('groups concurrent appends into shared writes and syncs, and keeps their order', async () => {
+    // On a simulated disk, which counts the writes and syncs the log asks for.
+    const logDir = path.join(tmp.path, 'log');
+    const sim = new SimStorage(logDir, 1);
+    const unmount = mountStorage(logDir, sim);
+    try {
+      const log = await SegmentLog.open(logOptions(logDir, { segmentBytes: 1 << 20, durability: 'fsync' }));
+      const before = { ...sim.counts };
+      const receipts = Array.from({ length: 200 }, (_, i) => log.append(records(`r${i}`)));
+      await Promise.all(receipts.map((r) => r.committed));
+      const writes = sim.counts.write - before.write;
+      const syncs = sim.counts.fdatasync - before.fdatasync;
+      // 200 appends placed in one tick go out as one group (measured: 4 writes, the batches and
+      // index entries, and 1 fdatasync); one write or sync per append would be 200.
+      expect(syncs, 'fdatasyncs for 200 concurrent appends').to.be.at.most(2);
+      expect(writes, 'writes for 200 concurrent appends (batches and index entries)').to.be.at.most(8);
+      expect(receipts.map((r) => r.basePosition)).to.deep.equal(receipts.map((_, i) => i));
+      expect((await readAllRecords(log)).map((r) => r.text)).to.deep.equal(receipts.map((_, i) => `r${i}`));
+      await log.close();
+    } finally {
+      unmount();
+    }
   });
 
   it('rolls a segment whose first batch is older than segmentMaxAgeMs', async () => {
