@@ -395,7 +395,7 @@ async function t1(config: BenchConfig, s3: LocalS3, shape: Shape, measured: Meas
       small_requests_ms_summed: round(counts.headMs + counts.getMs + counts.listMs, 1),
       no_request_in_flight_ms: round(lastTier.ms - counts.inFlightMs, 1),
     },
-    note: 'store built with tiering off, reopened with it (localRetentionBytes 0) and its object store held until the clock starts; timed to drain(). last_drain: time summed inside PUTs and inside the other requests, and time with no request in flight (file reads, CRC-32C, MD5, fdatasyncs of the tiering state, eviction)',
+    note: 'store built with tiering off, reopened with it (localRetentionBytes 0) and its object store held until the clock starts; timed to drain(). last_drain: time summed inside PUTs and inside the other requests, and time with no request in flight (fdatasyncs of the tiering state, eviction, waiting for the files of a segment to be read and hashed; those of the next segment are read and hashed in a worker thread while the current one uploads)',
   });
   return last!;
 }

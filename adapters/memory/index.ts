@@ -91,6 +91,9 @@ export class MemoryObjectStore implements ObjectStore {
   put(key: string, body: Buffer, options: PutOptions = {}): Promise<ObjectInfo> {
     return this.call('put', key, options.signal, async (fault) => {
       checkContentMd5(key, body, options.md5);
+      if (options.sha256 !== undefined && createHash('sha256').update(body).digest('hex') !== options.sha256) {
+        throw new ObjectStoreError('put', key, 'XAmzContentSHA256Mismatch: the body does not match its SHA-256'); // As S3 answers.
+      }
       if (options.ifNoneMatch === true && this.conditionalWrites && this.objects.has(key)) throw new PreconditionFailedError(key);
       if (fault === 'truncate') {
         this.store(key, body.subarray(0, body.length >> 1));

@@ -7,7 +7,9 @@
  * - Bodies are Buffers sent with Content-MD5, so the server refuses a body damaged on the way;
  *   the client's default flexible checksums are switched to `WHEN_REQUIRED`, which services
  *   other than AWS handle badly (s3rver stores `aws-chunked` bodies verbatim; RADOS Gateway
- *   refuses them with 411).
+ *   refuses them with 411). A caller that has the body's SHA-256 already (`sha256`: tiering
+ *   hashes off the event loop) spares the request signer hashing the body again.
+ * - A get's body is collected into one buffer of its own, copied once from the socket's chunks.
  * - Bodies above `multipartThresholdBytes` go up in parts through `@aws-sdk/lib-storage`.
  * - A ranged get checks what came back: a server that ignores the Range header (s3rver, for
  *   `bytes=0-0`) answers with the whole object, which is cut here to the range asked for.
@@ -22,6 +24,7 @@
 import {
   DeleteObjectCommand,
   GetObjectCommand,
+  type GetObjectCommandOutput,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
@@ -29,6 +32,8 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { ObjectNotFoundError, ObjectStoreError, PreconditionFailedError, type ColdstreamError } from '../../lib/errors.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, describe, withDeadline } from '../../lib/tiering/deadline.js';
 import { bytesOfRange, type GetOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from '../../lib/tiering/object-store.js';
@@ -100,10 +105,20 @@ export class S3ObjectStore implements ObjectStore {
         const done = await upload.done();
         return { key, size: body.length, etag: unquote(done.ETag) };
       }
-      const out = await this.client.send(
-        new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length, ContentMD5: options.md5, IfNoneMatch: options.ifNoneMatch === true ? '*' : undefined }),
-        { abortSignal: signal },
-      );
+      const command = new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length, ContentMD5: options.md5, IfNoneMatch: options.ifNoneMatch === true ? '*' : undefined });
+      const { sha256 } = options;
+      if (sha256 !== undefined) {
+        // The payload's SHA-256 as the caller computed it (off the event loop): the signer uses it instead of hashing the body.
+        command.middlewareStack.add(
+          (next) => (args) => {
+            const request = args.request as { headers?: Record<string, string> };
+            if (request.headers !== undefined) request.headers['x-amz-content-sha256'] = sha256;
+            return next(args);
+          },
+          { step: 'build', name: 'coldstreamPayloadSha256' },
+        );
+      }
+      const out = await this.client.send(command, { abortSignal: signal });
       return { key, size: body.length, etag: unquote(out.ETag) };
     });
   }
@@ -122,7 +137,7 @@ export class S3ObjectStore implements ObjectStore {
         if (range !== undefined && statusOf(err) === 416) return Buffer.alloc(0); // The range starts at or past the end.
         throw err;
       }
-      const bytes = Buffer.from(await out.Body!.transformToByteArray());
+      const bytes = await bodyBytes(out.Body!, out.ContentLength);
       if (range === undefined) return bytes;
       return bytesOfRange(key, bytes, range, out.ContentRange);
     });
@@ -171,6 +186,34 @@ export class S3ObjectStore implements ObjectStore {
   private call<T>(operation: string, key: string, signal: AbortSignal | undefined, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
     return withDeadline(operation, key, this.timeoutMs, signal, run, (err) => translate(operation, key, err));
   }
+}
+
+/**
+ * The bytes of a GET's body in one buffer of their own. A Node stream (the SDK's Node handler
+ * answers with one) is copied chunk by chunk into a buffer of the announced length, allocated
+ * without zero-filling; anything else goes through the SDK's own collector. No copy follows:
+ * the buffer is the answer (the block cache keeps views of it).
+ */
+async function bodyBytes(body: NonNullable<GetObjectCommandOutput['Body']>, contentLength: number | undefined): Promise<Buffer> {
+  const stream = body as unknown as Readable;
+  if (contentLength === undefined || !(stream instanceof Readable)) {
+    const array = await body.transformToByteArray();
+    return Buffer.from(array.buffer, array.byteOffset, array.byteLength);
+  }
+  const bytes = Buffer.allocUnsafeSlow(contentLength);
+  let length = 0;
+  let extra: Buffer[] | undefined; // A body longer than announced (never from a sound server): kept, so nothing is cut silently.
+  stream.on('data', (chunk: Buffer) => {
+    if (extra === undefined && length + chunk.length <= contentLength) {
+      chunk.copy(bytes, length);
+      length += chunk.length;
+    } else {
+      (extra ??= []).push(chunk);
+    }
+  });
+  await finished(stream); // Rejects on an error, and on a body cut short (premature close).
+  if (extra !== undefined) return Buffer.concat([bytes.subarray(0, length), ...extra]);
+  return length === contentLength ? bytes : bytes.subarray(0, length);
 }
 
 function clientConfig(options: S3ObjectStoreOptions, timeoutMs: number): S3ClientConfig {

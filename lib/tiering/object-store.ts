@@ -37,6 +37,12 @@ export interface PutOptions {
   readonly ifNoneMatch?: boolean;
   /** Content-MD5 of the body, base64: the server refuses a body that does not match it. */
   readonly md5?: string;
+  /**
+   * SHA-256 of the body, hex, when the caller has it already: an adapter that signs the payload
+   * (S3's SigV4, `x-amz-content-sha256`) sends it instead of hashing the body on the event loop;
+   * S3 refuses a body that does not match it. Adapters that have no use for it may ignore it.
+   */
+  readonly sha256?: string;
   readonly signal?: AbortSignal;
 }
 

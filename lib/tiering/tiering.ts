@@ -5,20 +5,26 @@
  * Uploading. Sealed segments are uploaded one at a time, in position order, from a queue fed
  * after each seal (never inside it) and, on open, with every sealed segment not yet recorded as
  * remote. For each segment: if a commit object already exists (a crash after committing, before
- * recording it here), it is checked against the local sidecar and adopted. Otherwise every file
- * is read, checked against the sidecar's size and CRC-32C (a damaged local file is never
- * uploaded), and put under a fresh attempt's keys with its Content-MD5; each upload is verified
- * by the etag the server computed (its MD5 of what it stored), else by reading it back and
- * checking its CRC. Then the commit object is written (a conditional put: never replaced) and
- * the commit recorded locally (remote-state.ts). A failure anywhere leaves the segment queued:
- * it is retried with jittered exponential backoff, and appends are not affected. Objects of a
- * failed attempt are orphans that {@link Tiering.scrub} removes.
+ * recording it here), it is checked against the local sidecar and adopted; one listing of the
+ * commits at the first upload says which segments may have one, so the others are not looked up
+ * one GET at a time (see mayHaveCommit). Otherwise every file is read, checked against the
+ * sidecar's size and CRC-32C (a damaged local file is never uploaded) and hashed for its
+ * Content-MD5 and request signature, in a worker thread (file-hasher.ts) and one segment
+ * ahead: the next segment's files are ready when its turn comes. The segment's files are put at
+ * once under a fresh attempt's keys; each upload is verified by the etag the server computed
+ * (its MD5 of what it stored), else by reading it back and checking its CRC. Only once every
+ * one of them is verified is the commit object written (a conditional put: never replaced) and
+ * the commit recorded locally (remote-state.ts); the next segment's puts start after that. A
+ * failure anywhere leaves the segment queued: it is retried with jittered exponential backoff,
+ * and appends are not affected. Objects of a failed attempt are orphans that
+ * {@link Tiering.scrub} removes.
  *
  * Eviction. After each commit (and on open), the data files (`.log`) of the oldest committed
  * segments are deleted while the local sealed data exceeds `localRetentionBytes`, or while it is
- * older than `localRetentionMs`. The small files (`.index`, `.streams`, `.sealed`) stay. A reader
- * that has the file open keeps reading it (POSIX unlink); later reads fetch byte ranges through
- * the block cache (block-cache.ts).
+ * older than `localRetentionMs` (each eviction is recorded before its file is unlinked; the
+ * unlink goes on beside the next upload). The small files (`.index`, `.streams`, `.sealed`)
+ * stay. A reader that has the file open keeps reading it (POSIX unlink); later reads fetch byte
+ * ranges through the block cache (block-cache.ts).
  *
  * Fencing. Each writer of a bucket prefix has an epoch, an object `writers/<epoch>` created with
  * a conditional put; the store keeps its own in `tiering/writer.json`. Before each commit the
@@ -27,7 +33,7 @@
  * the write; where the object store ignores conditional writes, a writer that was superseded in
  * that window can still commit one segment.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ColdstreamError, CorruptFileError, FencedError, InvalidOptionsError, LocalDiskFullError, ObjectNotFoundError, ObjectStoreError, PreconditionFailedError, ReadOnlyError } from '../errors.js';
@@ -40,6 +46,7 @@ import type { SegmentLog } from '../log/segment-log.js';
 import type { RemoteSegmentData } from '../log/segment.js';
 import { matchesDigest, type FileDigest, type SegmentSidecar } from '../log/sidecar.js';
 import { BlockCache, type CacheStats } from './block-cache.js';
+import { FileHasher, type HashedFile } from './file-hasher.js';
 import {
   commitKey,
   decodeCommit,
@@ -157,6 +164,13 @@ export const TIERING_OFF: TieringControl = Object.freeze({
 const BACKOFF_MAX_MS = 30_000;
 const WRITER_FILE = 'writer.json';
 
+/** One file of a segment to upload: read, checked against the sidecar, hashed. */
+interface PreparedFile {
+  readonly suffix: string;
+  readonly digest: FileDigest;
+  readonly hashed: HashedFile;
+}
+
 export class Tiering implements TieringControl {
   private log!: SegmentLog;
   private readonly queue: number[] = [];
@@ -175,6 +189,16 @@ export class Tiering implements TieringControl {
   private running: Promise<void> | undefined;
   private closed = false;
   private failures = 0;
+  /** Reads and hashes the files to upload off the event loop. */
+  private readonly hasher = new FileHasher();
+  /** The next segment's files, read and hashed while the one before it uploads. */
+  private prepared: { base: number; sidecar: SegmentSidecar; ready: Promise<PreparedFile[]> } | undefined;
+  /** The commits listed at the first upload: those of segments `from` on. */
+  private commitListing: { from: number; found: Set<number> } | undefined;
+  /** Segments whose upload was tried in this process and has not committed yet. */
+  private readonly attempted = new Set<number>();
+  /** Evicted segments whose data file is being unlinked: the unlink's error, if it failed. */
+  private readonly unlinking = new Map<number, Promise<Error | void>>();
 
   private constructor(
     private readonly dir: string,
@@ -203,7 +227,9 @@ export class Tiering implements TieringControl {
       retryBaseMs: options.retryBaseMs ?? TIERING_DEFAULTS.retryBaseMs,
       maxLocalBytes: options.maxLocalBytes,
     };
-    return new Tiering(dir, logDir, resolved, readOnly, state, new BlockCache(options.objectStore, resolved.cacheBytes), clock);
+    const tiering = new Tiering(dir, logDir, resolved, readOnly, state, new BlockCache(options.objectStore, resolved.cacheBytes), clock);
+    if (!readOnly) tiering.hasher.warmUp(); // It boots while the log opens, before the first upload needs it.
+    return tiering;
   }
 
   private get store(): ObjectStore {
@@ -253,6 +279,7 @@ export class Tiering implements TieringControl {
       }
       if (!this.state.committed.has(info.basePosition)) this.enqueue(info.basePosition);
     }
+    this.prepareAt(0); // While the epoch is claimed.
     this.running = this.finishEvictions(evicting).then(() => this.run());
   }
 
@@ -457,30 +484,94 @@ export class Tiering implements TieringControl {
   private async upload(base: number): Promise<void> {
     if (this.state.committed.has(base)) return;
     const sidecar = this.log.sidecarOf(base);
-    const existing = await this.readCommit(base);
-    if (existing !== undefined) {
-      this.adoptCommit(existing, sidecar);
-      await this.state.noteCommitted(base, existing.attempt);
-      return;
-    }
-    const attempt = randomBytes(8).toString('hex');
-    let bytes = 0;
-    for (const [suffix, digest] of segmentFiles(sidecar)) {
-      const file = segmentFile(this.logDir, base, suffix);
-      const body = await fs.promises.readFile(file);
-      if (!matchesDigest(body, digest)) {
-        throw new CorruptFileError(file, `its size or CRC-32C does not match the segment's sidecar: it is not uploaded (restore the file, or remove the segment's sidecar for it to be re-sealed)`);
+    const ready = this.takePrepared(base, sidecar);
+    this.prepareAt(this.queue.indexOf(base) + 1);
+    if (await this.mayHaveCommit(base)) {
+      const existing = await this.readCommit(base);
+      if (existing !== undefined) {
+        this.adoptCommit(existing, sidecar);
+        await this.state.noteCommitted(base, existing.attempt);
+        this.attempted.delete(base);
+        return;
       }
-      const key = segmentObjectKey(base, attempt, suffix);
-      const md5 = createHash('md5').update(body).digest();
-      const put = await this.store.put(key, body, { md5: md5.toString('base64'), signal: this.abort.signal });
-      await this.verifyUpload(key, digest, md5.toString('hex'), put.etag);
-      bytes += body.length;
     }
+    this.attempted.add(base);
+    const attempt = randomBytes(8).toString('hex');
+    // Every file at once; the commit waits for every one of them to be verified.
+    const puts = await Promise.allSettled(
+      (await ready).map(async ({ suffix, digest, hashed }) => {
+        const key = segmentObjectKey(base, attempt, suffix);
+        const put = await this.store.put(key, hashed.body, { md5: hashed.md5Base64, sha256: hashed.sha256Hex, signal: this.abort.signal });
+        await this.verifyUpload(key, digest, hashed.md5Hex, put.etag);
+        return hashed.body.length;
+      }),
+    );
+    const failed = puts.find((p) => p.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    const bytes = puts.reduce((sum, p) => sum + (p.status === 'fulfilled' ? p.value : 0), 0);
     const committed = await this.writeCommit(base, { formatVersion: 1, attempt, epoch: this.epoch!, sidecar });
     await this.state.noteCommitted(base, committed);
+    this.attempted.delete(base);
     this.uploaded.segments++;
     this.uploaded.bytes += bytes;
+  }
+
+  /**
+   * Whether a commit object may exist for `base` (a crash after committing, before recording it
+   * here; or another writer's): then it is looked for before uploading. One listing of the
+   * commits, at the first upload after open, answers for every segment from there on: a segment
+   * it found no commit for can have one later only from an earlier try of ours in this process
+   * (which {@link attempted} remembers) or from another writer, whose commit the conditional
+   * write of ours finds (writeCommit), and adopts or is fenced by.
+   */
+  private async mayHaveCommit(base: number): Promise<boolean> {
+    if (this.attempted.has(base)) return true;
+    if (this.commitListing === undefined) {
+      const found = new Set<number>();
+      for await (const info of listAll(this.store, COMMITS_PREFIX, this.abort.signal, base === 0 ? undefined : commitKey(base - 1))) {
+        const listed = parseCommitKey(info.key);
+        if (listed !== undefined) found.add(listed);
+      }
+      this.commitListing = { from: base, found };
+    }
+    return base < this.commitListing.from || this.commitListing.found.has(base);
+  }
+
+  /** The files of `base` read, checked and hashed: prepared ahead of time, or now. */
+  private takePrepared(base: number, sidecar: SegmentSidecar): Promise<PreparedFile[]> {
+    const prepared = this.prepared;
+    this.prepared = undefined;
+    if (prepared !== undefined && prepared.base === base && sameSegment(prepared.sidecar, sidecar)) return prepared.ready;
+    const ready = this.prepare(base, sidecar);
+    ready.catch(() => {}); // Unused when a commit is found: no unhandled rejection then.
+    return ready;
+  }
+
+  /** Starts reading and hashing the segment at `index` in the queue (the next one, while one uploads). */
+  private prepareAt(index: number): void {
+    const next = this.queue[index];
+    if (next === undefined || this.state.committed.has(next)) return;
+    const sidecar = this.log.sidecarOf(next);
+    const ready = this.prepare(next, sidecar);
+    ready.catch(() => {}); // Met again by its upload, which prepares it anew.
+    this.prepared = { base: next, sidecar, ready };
+  }
+
+  /**
+   * Reads every file of the segment and hashes it (MD5 and SHA-256, in a worker thread), and
+   * checks it against the sidecar's size and CRC-32C: a damaged local file is never uploaded.
+   */
+  private prepare(base: number, sidecar: SegmentSidecar): Promise<PreparedFile[]> {
+    return Promise.all(
+      segmentFiles(sidecar).map(async ([suffix, digest]) => {
+        const file = segmentFile(this.logDir, base, suffix);
+        const hashed = await this.hasher.read(file);
+        if (!matchesDigest(hashed.body, digest)) {
+          throw new CorruptFileError(file, `its size or CRC-32C does not match the segment's sidecar: it is not uploaded (restore the file, or remove the segment's sidecar for it to be re-sealed)`);
+        }
+        return { suffix, digest, hashed };
+      }),
+    );
   }
 
   /** Checks that the object at `key` holds the bytes uploaded: by the server's MD5 etag, else by reading it back. */
@@ -534,12 +625,16 @@ export class Tiering implements TieringControl {
 
   /** Writes the commit object (never replacing one); returns the attempt committed. */
   private async writeCommit(base: number, commit: Commit): Promise<string> {
-    await this.checkNotSuperseded();
     const key = commitKey(base);
+    // The fencing check, and where the store ignores conditional writes the look for a commit, at once.
+    const [fence, found] = await Promise.allSettled([
+      this.checkNotSuperseded(),
+      this.store.conditionalWrites ? Promise.resolve(undefined) : this.store.head(key, { signal: this.abort.signal }),
+    ]);
+    if (fence.status === 'rejected') throw fence.reason;
     try {
-      if (!this.store.conditionalWrites && (await this.store.head(key, { signal: this.abort.signal })) !== undefined) {
-        throw new PreconditionFailedError(key);
-      }
+      if (found.status === 'rejected') throw found.reason;
+      if (found.value !== undefined) throw new PreconditionFailedError(key);
       await this.store.put(key, encodeCommit(commit), { ifNoneMatch: true, signal: this.abort.signal });
       return commit.attempt;
     } catch (err) {
@@ -582,7 +677,14 @@ export class Tiering implements TieringControl {
     return this.localDataBytes;
   }
 
+  /**
+   * Evicts the oldest committed segments' data beyond the retention bounds. Each eviction is
+   * recorded (durably) before its file is unlinked; the unlink itself (milliseconds for a large
+   * file) goes on beside the next upload, and is awaited by the next pass, or by this one when
+   * no upload follows (a drain resolves after it).
+   */
   private async applyRetention(): Promise<void> {
+    await this.finishUnlinks();
     const now = this.clock.now();
     let localBytes = this.localBytes();
     // Oldest first: Map iteration is insertion order, and segments are added in position order.
@@ -591,11 +693,20 @@ export class Tiering implements TieringControl {
       if (localBytes <= this.options.localRetentionBytes && !tooOld) break;
       if (!this.state.committed.has(base)) break; // Never past a segment that is not remote yet.
       await this.state.noteEvicted(base);
-      await files.unlinkIfExists(segmentFile(this.logDir, base, SUFFIX.log));
+      this.unlinking.set(base, files.unlinkIfExists(segmentFile(this.logDir, base, SUFFIX.log)).catch((err: unknown) => err as Error));
       this.log.dataEvicted(base);
       this.localData.delete(base);
       this.localDataBytes -= bytes;
       localBytes -= bytes;
+    }
+    if (this.queue.length === 0) await this.finishUnlinks();
+  }
+
+  /** Waits for the unlinks of evicted data under way; one that failed is tried again, and throws if it fails again. */
+  private async finishUnlinks(): Promise<void> {
+    for (const [base, unlinked] of this.unlinking) {
+      if ((await unlinked) !== undefined) await files.unlinkIfExists(segmentFile(this.logDir, base, SUFFIX.log));
+      this.unlinking.delete(base);
     }
   }
 
@@ -646,6 +757,9 @@ export class Tiering implements TieringControl {
     this.abort.abort(new Error('the store is closing'));
     this.wake?.();
     await this.running;
+    await this.finishUnlinks().catch(() => {}); // A file left is removed by the next open (finishEvictions).
+    this.prepared = undefined;
+    await this.hasher.close();
     this.settleDrains(new ObjectStoreError('drain', '', 'the store closed before tiering drained'));
     await this.state.close();
   }

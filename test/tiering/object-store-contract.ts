@@ -125,6 +125,13 @@ export function objectStoreContract(name: string, open: () => Promise<ContractTa
       expect((await store.get('md5')).equals(body)).to.equal(true);
     });
 
+    it('takes a put with the body\'s SHA-256 given (as tiering computes it off the event loop)', async () => {
+      const body = Buffer.from('a body whose SHA-256 the caller computed');
+      const md5 = createHash('md5').update(body);
+      await store.put('sha', body, { md5: md5.digest('base64'), sha256: createHash('sha256').update(body).digest('hex') });
+      expect((await store.get('sha')).equals(body)).to.equal(true);
+    });
+
     it('rejects a call aborted by its caller with OBJECT_STORE', async () => {
       const controller = new AbortController();
       controller.abort();

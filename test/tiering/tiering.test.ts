@@ -4,6 +4,9 @@ import path from 'node:path';
 import { MemoryObjectStore } from '../../adapters/memory/index.js';
 import { endpointFromEnvironment, minioStoreFor, s3StoreFor, startS3rver, type S3Endpoint } from '../helpers/s3-servers.js';
 import { CorruptRecordError, EventStore, FencedError, LocalDiskFullError, ReadOnlyError, type EventStoreOptions, type RecordedEvent } from '../../lib/index.js';
+import { decodeSidecar, matchesDigest } from '../../lib/log/sidecar.js';
+import { COMMITS_PREFIX, decodeCommit, parseCommitKey, segmentFiles as layoutFiles, segmentObjectKey } from '../../lib/tiering/layout.js';
+import type { BlockCache } from '../../lib/tiering/block-cache.js';
 import type { ObjectStore } from '../../lib/tiering/object-store.js';
 import { collect, rejection, segmentFiles, storeOptions } from '../helpers/store.js';
 import { useTempDir } from '../helpers/temp-dir.js';
@@ -23,6 +26,18 @@ function shape(events: RecordedEvent[]): unknown[] {
 
 export function tieredOptions(dir: string, objectStore: ObjectStore, overrides: Partial<EventStoreOptions> = {}): EventStoreOptions {
   return storeOptions(dir, { tiering: { objectStore, localRetentionBytes: 0, cacheBytes: 1 << 20, retryBaseMs: 5 }, ...overrides });
+}
+
+/** Every object that a commit names holds exactly the bytes its sidecar describes (size and CRC-32C). */
+async function expectCommitsIntact(objects: MemoryObjectStore): Promise<void> {
+  for (const key of objects.keys().filter((k) => k.startsWith(COMMITS_PREFIX))) {
+    const base = parseCommitKey(key)!;
+    const commit = decodeCommit(key, await objects.get(key), base);
+    for (const [suffix, digest] of layoutFiles(commit.sidecar)) {
+      const objectKey = segmentObjectKey(base, commit.attempt, suffix);
+      expect(matchesDigest(await objects.get(objectKey), digest), `${objectKey} matches its commit`).to.equal(true);
+    }
+  }
 }
 
 describe('tiering', () => {
@@ -137,6 +152,29 @@ describe('tiering', () => {
     }
   });
 
+  it('looks for commits left by an earlier run with one listing, not one GET per segment', async () => {
+    const objects = new MemoryObjectStore();
+    objects.down = true; // Nothing uploads: a backlog for the next open.
+    let store = await EventStore.open(tieredOptions(tmp.path, objects));
+    await fill(store, 400);
+    await store.close();
+    objects.down = false;
+    const before = { ...objects.calls };
+    store = await EventStore.open(tieredOptions(tmp.path, objects));
+    try {
+      await store.tiering.drain();
+      const { remoteSegments } = store.tiering.status();
+      expect(remoteSegments).to.be.greaterThan(5);
+      expect(objects.calls.get - before.get, 'GETs').to.equal(0);
+      expect(objects.calls.list - before.list, 'listings: the writers, then the commits').to.equal(2);
+      await expectCommitsIntact(objects);
+      store.tiering.clearCache();
+      expect((await collect(store.readAll())).length).to.equal(400);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('retries failed, hung and truncated uploads, and a commit whose answer was lost, with nothing lost', async () => {
     const objects = new MemoryObjectStore({ requestTimeoutMs: 50 });
     objects.inject({ operation: 'put', kind: 'error', times: 2 });
@@ -149,6 +187,7 @@ describe('tiering', () => {
     try {
       await fill(store, 300);
       await store.tiering.drain();
+      await expectCommitsIntact(objects); // Concurrent puts of a segment's files: none committed with a bad object.
       store.tiering.clearCache();
       expect((await collect(store.readAll())).map((e) => e.position)).to.deep.equal([...Array(300).keys()]);
       // An object of a segment with no commit yet (an upload in progress) is not an orphan.
@@ -205,17 +244,55 @@ describe('tiering', () => {
     }
   });
 
-  it('keeps the cache of fetched blocks within cacheBytes', async () => {
+  for (const cacheBytes of [128 * 1024, 1024 * 1024]) {
+    it(`keeps the memory of fetched blocks within cacheBytes (${cacheBytes / 1024} KiB), counted and measured`, async () => {
+      const objects = new MemoryObjectStore();
+      const store = await EventStore.open(storeOptions(tmp.path, { segmentBytes: 64 * 1024, tiering: { objectStore: objects, localRetentionBytes: 0, cacheBytes } }));
+      try {
+        // About 2 MiB, in 100 appends of 50 events.
+        for (let i = 0; i < 100; i++) await store.appendToStream(`s-${i % 7}`, Array.from({ length: 50 }, (_, k) => ({ type: 'E', data: { i, k, pad: 'x'.repeat(300) } })));
+        await store.tiering.drain();
+        store.tiering.clearCache();
+        // What the blocks really hold: the distinct buffers under them (a block may be a view of a larger GET answer).
+        const measured = (): number => (store.tiering as unknown as { cache: BlockCache }).cache.measureHeldBytes();
+        let events = 0;
+        for await (const event of store.readAll()) {
+          events = event.position + 1;
+          if (events % 500 === 0) {
+            expect(store.tiering.status().cache.bytes).to.be.at.most(cacheBytes);
+            expect(measured()).to.equal(store.tiering.status().cache.bytes);
+          }
+        }
+        expect(events).to.equal(5000);
+        const { cache } = store.tiering.status();
+        expect(cache.bytes).to.be.at.most(cacheBytes);
+        expect(measured()).to.equal(cache.bytes);
+        expect(cache.bytesFetched).to.be.greaterThan(cacheBytes);
+      } finally {
+        await store.close();
+      }
+    });
+  }
+
+  it('reads ahead on a cold scan: a readAll fetches each byte once, in a few GETs per segment', async () => {
     const objects = new MemoryObjectStore();
-    const store = await EventStore.open(storeOptions(tmp.path, { segmentBytes: 64 * 1024, tiering: { objectStore: objects, localRetentionBytes: 0, cacheBytes: 128 * 1024 } }));
+    const segmentBytes = 2 * 1024 * 1024;
+    const store = await EventStore.open(storeOptions(tmp.path, { segmentBytes, indexIntervalBytes: 4096, tiering: { objectStore: objects, localRetentionBytes: 0 } }));
     try {
-      await fill(store, 3000);
+      // About 9 MiB: four sealed segments of 2 MiB and the active one.
+      for (let i = 0; i < 80; i++) await store.appendToStream(`s-${i % 7}`, Array.from({ length: 100 }, (_, k) => ({ type: 'E', data: { i, k, pad: 'x'.repeat(1000) } })));
+      const hot = shape(await collect(store.readAll()));
       await store.tiering.drain();
+      const { remoteSegments } = store.tiering.status();
+      expect(remoteSegments).to.be.at.least(3);
+      const remoteBytes = segmentFiles(tmp.path, '.sealed').reduce((sum, file) => sum + decodeSidecar(file, fs.readFileSync(file)).data.bytes, 0);
       store.tiering.clearCache();
-      expect((await collect(store.readAll())).length).to.equal(3000);
-      const { cache } = store.tiering.status();
-      expect(cache.bytes).to.be.at.most(128 * 1024);
-      expect(cache.bytesFetched).to.be.greaterThan(128 * 1024);
+      const [gets, bytes] = [objects.calls.get, objects.bytesRead];
+      expect(shape(await collect(store.readAll()))).to.deep.equal(hot);
+      expect(objects.bytesRead - bytes, 'every byte of the evicted segments, once').to.equal(remoteBytes);
+      // Without read-ahead each 256 KiB chunk of a scan is one GET: 8 or 9 per segment of 2 MiB.
+      // With it: the first two chunks, then a window of 1 MiB and one of 4 MiB (the rest): at most 5.
+      expect(objects.calls.get - gets).to.be.at.most(remoteSegments * 5);
     } finally {
       await store.close();
     }
