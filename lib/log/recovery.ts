@@ -402,7 +402,9 @@ async function listTail(dir: string, start: number | undefined, indexIntervalByt
  */
 async function repairFromRemote(dir: string, tail: Tail, from: number, until: number, remoteSidecar: RemoteSidecar | undefined, gap = true): Promise<number> {
   let end = from;
-  for (let sidecar = await remoteSidecar?.(end, gap); end < until && sidecar !== undefined; sidecar = end < until ? await remoteSidecar?.(end, gap) : undefined) {
+  while (end < until) {
+    const sidecar = await remoteSidecar?.(end, gap);
+    if (sidecar === undefined) break;
     await files.writeFileAtomic(new Segment(dir, sidecar.basePosition).sealedFile, encodeSidecar(sidecar));
     tail.segments.push(Segment.sealedBy(dir, sidecar));
     tail.sealed.push(sidecar);

@@ -41,7 +41,7 @@ import { CATALOGUE_FILE, encodeCatalogue } from '../log/segment-catalogue.js';
 import { listCommits, pullSegments } from './pull.js';
 import type { Clock } from '../clock.js';
 import * as files from '../log/files.js';
-import { segmentFile, SUFFIX } from '../log/segment-files.js';
+import { parseSegmentName, segmentFile, SUFFIX } from '../log/segment-files.js';
 import type { SegmentLog } from '../log/segment-log.js';
 import type { RemoteSegmentData } from '../log/segment.js';
 import { matchesDigest, type FileDigest, type SegmentSidecar } from '../log/sidecar.js';
@@ -269,33 +269,29 @@ export class Tiering implements TieringControl {
       this.running = this.poll();
       return;
     }
-    const evicting: number[] = [];
     for (const info of log.segmentInfos()) {
       if (!info.sealed) continue;
-      if (!this.state.evicted.has(info.basePosition)) {
-        this.addLocal(info.basePosition, info.bytes, log.sidecarOf(info.basePosition).lastTimestamp);
-      } else {
-        evicting.push(info.basePosition);
-      }
+      if (!this.state.evicted.has(info.basePosition)) this.addLocal(info.basePosition, info.bytes, log.sidecarOf(info.basePosition).lastTimestamp);
       if (!this.state.committed.has(info.basePosition)) this.enqueue(info.basePosition);
     }
     this.prepareAt(0); // While the epoch is claimed.
-    this.running = this.finishEvictions(evicting).then(() => this.run());
+    this.running = this.run();
   }
 
+  /** Whether {@link resumeEvictions} has run in this process. */
+  private evictionsResumed = false;
+
   /**
-   * Removes the data files of segments whose eviction was recorded but not finished (a crash
-   * between the record and the unlink): nothing else would ever remove them.
+   * Resumes the evictions a crash cut between their record and their unlink (nothing else would
+   * ever remove those data files): one listing of the log directory finds them, whatever the
+   * number of evicted segments, and their unlinks join those under way ({@link finishUnlinks}).
    */
-  private async finishEvictions(bases: readonly number[]): Promise<void> {
-    for (const base of bases) {
-      try {
-        await files.unlinkIfExists(segmentFile(this.logDir, base, SUFFIX.log));
-        this.log.dataEvicted(base);
-      } catch (err) {
-        this.noteError(err); // The file stays; reads use it. The next open tries again.
-      }
+  private async resumeEvictions(): Promise<void> {
+    for (const name of await files.readdir(this.logDir)) {
+      const base = parseSegmentName(name, SUFFIX.log);
+      if (base !== undefined && this.state.evicted.has(base) && !this.unlinking.has(base)) this.unlinkData(base);
     }
+    this.evictionsResumed = true;
   }
 
   /** Queues a segment sealed since open (the log's afterSeal hook). */
@@ -428,6 +424,7 @@ export class Tiering implements TieringControl {
   private async run(): Promise<void> {
     while (!this.closed) {
       try {
+        if (!this.evictionsResumed) await this.resumeEvictions();
         if (this.epoch === undefined) await this.claimEpoch();
         if (this.queue.length > 0) {
           const base = this.queue[0]!;
@@ -693,13 +690,18 @@ export class Tiering implements TieringControl {
       if (localBytes <= this.options.localRetentionBytes && !tooOld) break;
       if (!this.state.committed.has(base)) break; // Never past a segment that is not remote yet.
       await this.state.noteEvicted(base);
-      this.unlinking.set(base, files.unlinkIfExists(segmentFile(this.logDir, base, SUFFIX.log)).catch((err: unknown) => err as Error));
-      this.log.dataEvicted(base);
+      this.unlinkData(base);
       this.localData.delete(base);
       this.localDataBytes -= bytes;
       localBytes -= bytes;
     }
     if (this.queue.length === 0) await this.finishUnlinks();
+  }
+
+  /** Starts removing the data file of `base`, whose eviction is recorded; the log reads it remotely from now on. */
+  private unlinkData(base: number): void {
+    this.unlinking.set(base, files.unlinkIfExists(segmentFile(this.logDir, base, SUFFIX.log)).catch((err: unknown) => err as Error));
+    this.log.dataEvicted(base);
   }
 
   /** Waits for the unlinks of evicted data under way; one that failed is tried again, and throws if it fails again. */
@@ -757,7 +759,7 @@ export class Tiering implements TieringControl {
     this.abort.abort(new Error('the store is closing'));
     this.wake?.();
     await this.running;
-    await this.finishUnlinks().catch(() => {}); // A file left is removed by the next open (finishEvictions).
+    await this.finishUnlinks().catch(() => {}); // A file left is removed by the next open (resumeEvictions).
     this.prepared = undefined;
     await this.hasher.close();
     this.settleDrains(new ObjectStoreError('drain', '', 'the store closed before tiering drained'));
