@@ -31,6 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { EventStore } from '../../lib/index.js';
 import type { RecordedEvent } from '../../lib/index.js';
 import type { AckLine, CrashEventData } from '../helpers/crash-child.js';
+import { onLines } from '../helpers/lines.js';
 import { seededRandom } from '../helpers/random.js';
 
 const rng = (seed: number): (() => number) => seededRandom(seed).next;
@@ -66,7 +67,6 @@ function runChild(dir: string, round: number, seed: number, killAfterMs: number)
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, String(round), String(seed)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const acks: Ack[] = [];
-    let buffered = '';
     let stderr = '';
     let ready = false;
     let killed = false;
@@ -77,27 +77,20 @@ function runChild(dir: string, round: number, seed: number, killAfterMs: number)
       child.kill('SIGKILL');
     };
     const readyTimer = setTimeout(kill, READY_TIMEOUT_MS);
-    child.stdout.setEncoding('utf8');
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => (stderr += chunk));
-    child.stdout.on('data', (chunk: string) => {
-      buffered += chunk;
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        if (line === 'ready') {
-          ready = true;
-          clearTimeout(readyTimer);
-          killTimer = setTimeout(kill, killAfterMs);
-          continue;
-        }
-        try {
-          const ack = JSON.parse(line) as AckLine;
-          acks.push({ ...ack, round, writer: Number(ack.appendId.split('-')[1]) });
-        } catch {
-          badLine ??= line;
-        }
+    const tornLine = onLines(child.stdout, (line) => {
+      if (line === 'ready') {
+        ready = true;
+        clearTimeout(readyTimer);
+        killTimer = setTimeout(kill, killAfterMs);
+        return;
+      }
+      try {
+        const ack = JSON.parse(line) as AckLine;
+        acks.push({ ...ack, round, writer: Number(ack.appendId.split('-')[1]) });
+      } catch {
+        badLine ??= line;
       }
     });
     child.on('error', reject);
@@ -108,7 +101,7 @@ function runChild(dir: string, round: number, seed: number, killAfterMs: number)
       if (!ready) reject(new Error(`${why}: the child never printed ready (exit code ${code}, signal ${signal}); stderr:\n${stderr}`));
       else if (!killed || signal !== 'SIGKILL') reject(new Error(`${why}: the child ended by itself (exit code ${code}, signal ${signal}); stderr:\n${stderr}`));
       else if (badLine !== undefined) reject(new Error(`${why}: unparsable line from the child: ${badLine}`));
-      else resolve({ acks, tornLine: buffered });
+      else resolve({ acks, tornLine: tornLine() });
     });
   });
 }

@@ -21,6 +21,7 @@ import { EventStore, type RecordedEvent } from '../../lib/index.js';
 import { COMMITS_PREFIX, SEGMENTS_PREFIX, decodeCommit, parseCommitKey, segmentFiles, segmentObjectKey } from '../../lib/tiering/layout.js';
 import { listAll } from '../../lib/tiering/object-store.js';
 import type { CrashAck, CrashStep } from '../helpers/tiering-crash-child.js';
+import { onLines } from '../helpers/lines.js';
 import { collect, segmentFiles as localFiles } from '../helpers/store.js';
 import { useTempDir } from '../helpers/temp-dir.js';
 
@@ -56,20 +57,11 @@ function runChild(storeDir: string, objectsDir: string, step: CrashStep, timeout
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', CHILD, storeDir, objectsDir, JSON.stringify(step), String(CRASH_STREAMS)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const acks: CrashAck[] = [];
-    let buffered = '';
     let stderr = '';
     const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
-    child.stdout.setEncoding('utf8');
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => (stderr += chunk));
-    child.stdout.on('data', (chunk: string) => {
-      buffered += chunk;
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        acks.push(JSON.parse(buffered.slice(0, newline)) as CrashAck);
-        buffered = buffered.slice(newline + 1);
-      }
-    });
+    onLines(child.stdout, (line) => acks.push(JSON.parse(line) as CrashAck));
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
